@@ -1,0 +1,243 @@
+/*
+ * keyclient.h - the one interface kmsfs uses to reach a key service.
+ *
+ * Modelled on aws-encryption-sdk-c's keyrings: a small vtable, and the
+ * caller never knows which backend answered. Backends:
+ *   - the local engine (embedded key service: SQLite key store whose key
+ *     material is sealed under an Argon2id root key) - the default;
+ *   - a remote transport speaking the AWS KMS JSON 1.1 API (later issue).
+ *
+ * Every operation takes the caller's principal and, for data-key
+ * operations, an encryption context; errors come back as AWS KMS error
+ * types (kc_error.type, e.g. "AccessDeniedException") with a message.
+ *
+ * The audit log (CloudTrail-format JSON Lines) also lives here: every
+ * data-key decrypt through a keyclient is recorded, allowed or denied.
+ */
+#ifndef KMSFS_KEYCLIENT_H
+#define KMSFS_KEYCLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---- status and errors ------------------------------------------------ */
+
+enum kc_status {
+	KC_OK = 0,
+	KC_NOT_FOUND,            /* NotFoundException */
+	KC_DISABLED,             /* DisabledException */
+	KC_INVALID_STATE,        /* KMSInvalidStateException */
+	KC_INVALID_CIPHERTEXT,   /* InvalidCiphertextException */
+	KC_ACCESS_DENIED,        /* AccessDeniedException */
+	KC_ALREADY_EXISTS,       /* AlreadyExistsException */
+	KC_VALIDATION,           /* ValidationException */
+	KC_INVALID_ALIAS,        /* InvalidAliasNameException */
+	KC_INVALID_KEY_USAGE,    /* InvalidKeyUsageException */
+	KC_INCORRECT_KEY,        /* IncorrectKeyException (decrypt with wrong KeyId) */
+	KC_DEPENDENCY_TIMEOUT,   /* DependencyTimeoutException (service unreachable) */
+	KC_INTERNAL,             /* KMSInternalException */
+	KC_WRONG_PASSPHRASE,     /* not an AWS type: the key store could not be unlocked */
+};
+
+struct kc_error {
+	enum kc_status status;
+	char type[64];           /* AWS __type name, "" when KC_OK */
+	char message[256];       /* human readable; never contains key material */
+};
+
+/* AWS KMS __type name for a status ("AccessDeniedException", ...). */
+const char *kc_status_type(enum kc_status status);
+/* Fill err (may be NULL) and return status; printf-style message. */
+enum kc_status kc_fail(struct kc_error *err, enum kc_status status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---- encryption context ------------------------------------------------ */
+
+#define KC_MAX_CONTEXT_PAIRS 16
+
+struct kc_pair {
+	const char *key;
+	const char *value;
+};
+
+struct kc_context {
+	size_t count;
+	struct kc_pair pairs[KC_MAX_CONTEXT_PAIRS];
+};
+
+/* Append a pair (pointers are borrowed). -1 when full. */
+int kc_context_add(struct kc_context *ctx, const char *key, const char *value);
+
+/* ---- caller identity --------------------------------------------------- */
+
+/*
+ * Who is asking. principal is the name the key service authorizes
+ * ("uid:1000" for the local engine, an IAM ARN for a remote service);
+ * uid/pid/process are recorded in the audit log.
+ */
+struct kc_caller {
+	const char *principal;
+	uid_t uid;
+	pid_t pid;
+};
+
+/* ---- key metadata ------------------------------------------------------ */
+
+#define KC_KEY_ID_LEN 36         /* UUID text form */
+#define KC_ARN_MAX 160
+
+enum kc_key_state { KC_KEY_ENABLED, KC_KEY_DISABLED, KC_KEY_PENDING_DELETION };
+
+struct kc_key_info {
+	char key_id[KC_KEY_ID_LEN + 1];
+	char arn[KC_ARN_MAX];
+	char description[256];
+	enum kc_key_state state;
+	int64_t creation_date;          /* unix seconds */
+	uint32_t material_versions;     /* number of key material versions (rotations + 1) */
+	char aliases[8][256];           /* "alias/name" */
+	size_t alias_count;
+	char principals[8][128];        /* principals listed on the key (besides the owner) */
+	size_t principal_count;
+};
+
+/* ---- the interface ------------------------------------------------------ */
+
+struct keyclient;
+struct kc_audit;
+
+/*
+ * Data-key operations (the FS path) and key management (the CLI path).
+ * Plaintext outputs (data keys) are written into caller-provided buffers,
+ * which must be secure memory; blobs are malloc'ed and owned by the caller.
+ * key_id may be a key id, key ARN, "alias/name" or alias ARN.
+ * key_arn_out (may be NULL) receives the ARN of the key that was used.
+ */
+struct keyclient_ops {
+	const char *name;   /* "local", "remote" */
+
+	enum kc_status (*generate_data_key)(struct keyclient *kc, const char *key_id,
+			const struct kc_context *ctx, const struct kc_caller *caller,
+			uint8_t *plaintext, size_t plaintext_len,
+			uint8_t **blob, size_t *blob_len,
+			char key_arn_out[KC_ARN_MAX], struct kc_error *err);
+	/* key_id NULL: any key of this service (the blob names its key). */
+	enum kc_status (*decrypt)(struct keyclient *kc, const char *key_id,
+			const uint8_t *blob, size_t blob_len,
+			const struct kc_context *ctx, const struct kc_caller *caller,
+			uint8_t *plaintext, size_t plaintext_cap, size_t *plaintext_len,
+			char key_arn_out[KC_ARN_MAX], struct kc_error *err);
+	enum kc_status (*encrypt)(struct keyclient *kc, const char *key_id,
+			const uint8_t *plaintext, size_t plaintext_len,
+			const struct kc_context *ctx, const struct kc_caller *caller,
+			uint8_t **blob, size_t *blob_len, struct kc_error *err);
+	enum kc_status (*re_encrypt)(struct keyclient *kc,
+			const uint8_t *blob, size_t blob_len, const struct kc_context *src_ctx,
+			const char *dst_key_id, const struct kc_context *dst_ctx,
+			const struct kc_caller *caller,
+			uint8_t **new_blob, size_t *new_blob_len,
+			char dst_key_arn_out[KC_ARN_MAX], struct kc_error *err);
+
+	/* key management */
+	enum kc_status (*create_key)(struct keyclient *kc, const char *description,
+			const struct kc_caller *caller, struct kc_key_info *out, struct kc_error *err);
+	enum kc_status (*describe_key)(struct keyclient *kc, const char *key_id,
+			const struct kc_caller *caller, struct kc_key_info *out, struct kc_error *err);
+	/* Calls fn once per key; stops early if fn returns non-zero. */
+	enum kc_status (*list_keys)(struct keyclient *kc, const struct kc_caller *caller,
+			int (*fn)(const struct kc_key_info *info, void *arg), void *arg,
+			struct kc_error *err);
+	/* alias_name "alias/x"; target_key_id NULL deletes the alias. Re-pointing an alias is allowed. */
+	enum kc_status (*set_alias)(struct keyclient *kc, const char *alias_name,
+			const char *target_key_id, const struct kc_caller *caller, struct kc_error *err);
+	enum kc_status (*set_key_enabled)(struct keyclient *kc, const char *key_id, int enabled,
+			const struct kc_caller *caller, struct kc_error *err);
+	/* New key material; older versions stay for decrypt. */
+	enum kc_status (*rotate_key)(struct keyclient *kc, const char *key_id,
+			const struct kc_caller *caller, struct kc_error *err);
+	/* Add (allow=1) or remove (allow=0) a principal listed on the key. */
+	enum kc_status (*set_key_principal)(struct keyclient *kc, const char *key_id,
+			const char *principal, int allow, const struct kc_caller *caller,
+			struct kc_error *err);
+
+	void (*destroy)(struct keyclient *kc);
+};
+
+struct keyclient {
+	const struct keyclient_ops *ops;
+	struct kc_audit *audit;    /* may be NULL; set with keyclient_set_audit */
+	void *impl;                /* backend state */
+};
+
+/* Convenience wrappers: kc->ops->x(kc, ...), plus audit of decrypts. */
+enum kc_status keyclient_generate_data_key(struct keyclient *kc, const char *key_id,
+		const struct kc_context *ctx, const struct kc_caller *caller,
+		uint8_t *plaintext, size_t plaintext_len, uint8_t **blob, size_t *blob_len,
+		char key_arn_out[KC_ARN_MAX], struct kc_error *err);
+enum kc_status keyclient_decrypt(struct keyclient *kc, const char *key_id,
+		const uint8_t *blob, size_t blob_len, const struct kc_context *ctx,
+		const struct kc_caller *caller, uint8_t *plaintext, size_t plaintext_cap,
+		size_t *plaintext_len, char key_arn_out[KC_ARN_MAX], struct kc_error *err);
+void keyclient_set_audit(struct keyclient *kc, struct kc_audit *audit);
+void keyclient_free(struct keyclient *kc);
+
+/* ---- the local engine ---------------------------------------------------- */
+
+/*
+ * Where a passphrase comes from, in this order: passfile, extpass command,
+ * the KMSFS_PASSPHRASE environment variable, a prompt on the TTY (twice
+ * when creating). Returns a NUL-terminated passphrase in secure memory
+ * (free with kmsfs_secure_free) or NULL with err filled.
+ */
+struct kc_passphrase_source {
+	const char *passfile;
+	const char *extpass;
+	int confirm;      /* ask twice on a TTY (creating a key store) */
+};
+char *kc_passphrase_get(const struct kc_passphrase_source *src, struct kc_error *err);
+
+/* Default key store directory: $XDG_DATA_HOME/kmsfs or ~/.local/share/kmsfs. */
+int kc_default_keystore(char *out, size_t out_len);
+/* Does the key store at dir exist (has its database)? */
+int kc_keystore_exists(const char *dir);
+
+/*
+ * Open (or, with create=1, create if missing) the key store at dir and
+ * unlock it with passphrase. Wrong passphrase: KC_WRONG_PASSPHRASE.
+ * The key store's owner is the uid that created it (principal "uid:N").
+ */
+enum kc_status kc_local_open(const char *dir, const char *passphrase, int create,
+		struct keyclient **out, struct kc_error *err);
+
+/* Principal name the local engine uses for a uid: "uid:N". */
+void kc_local_principal(uid_t uid, char *out, size_t out_len);
+
+/* ---- audit log ------------------------------------------------------------ */
+
+struct kc_audit;
+
+/* Open (create, append) a CloudTrail-format JSON Lines log. NULL with errno set. */
+struct kc_audit *kc_audit_open(const char *path);
+void kc_audit_close(struct kc_audit *audit);
+
+/*
+ * One record. event_source e.g. "kms.amazonaws.com" or "kmsfs";
+ * event_name e.g. "Decrypt", "GenerateDataKey", "BlockAuthenticationFailure".
+ * key_id/ctx/path may be NULL; block_index < 0 means none. err NULL or
+ * KC_OK means success (no errorCode). Each record is written with one
+ * write(2) on an O_APPEND descriptor, so concurrent writers never interleave.
+ */
+struct kc_audit_event {
+	const char *event_source;
+	const char *event_name;
+	const struct kc_caller *caller;
+	const char *key_id;
+	const struct kc_context *ctx;
+	const char *path;          /* file path inside the volume, for FS events */
+	int64_t block_index;
+	const struct kc_error *err;
+};
+void kc_audit_record(struct kc_audit *audit, const struct kc_audit_event *ev);
+
+#endif /* KMSFS_KEYCLIENT_H */
