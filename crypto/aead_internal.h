@@ -1,0 +1,21 @@
+/*
+ * aead_internal.h - helpers shared inside crypto/ only (not part of the
+ * public contract in crypto.h).
+ */
+#ifndef KMSFS_AEAD_INTERNAL_H
+#define KMSFS_AEAD_INTERNAL_H
+
+#include <stddef.h>
+
+#include <openssl/evp.h>
+
+/*
+ * The AES-GCM EVP_CIPHER for a 16-, 24- or 32-byte key, fetched once per
+ * process (OpenSSL 3 otherwise does an implicit provider fetch on every
+ * init, which is measurable on the 4 KiB block path). NULL for any other
+ * key length or if the provider has no GCM. Never freed: it lives as long
+ * as the process.
+ */
+const EVP_CIPHER *kmsfs_gcm_cipher(size_t key_len);
+
+#endif /* KMSFS_AEAD_INTERNAL_H */
