@@ -1,0 +1,399 @@
+"""What an attacker with the backing directory, or a careless admin, can and cannot do:
+no plaintext at rest, per-file keys, tamper detection (EIO + audit), passphrase, disabled
+keys, authenticated config, and the audit records themselves."""
+import errno
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+import kmsfs_it
+from kmsfs_it import BLOCK, NONCE, TAG, rec_get, rec_mentions_file, stored_block_offset
+
+CANARY = b"KMSFS-PLAINTEXT-CANARY-7f3a9c1e-"
+
+
+def write_file(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def read_file(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def read_err(path, offset=None, length=None):
+    """Read a file through the mount; returns (errno or 0, data)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as e:
+        return e.errno, None
+    try:
+        if offset is None:
+            chunks = []
+            while True:
+                c = os.read(fd, 1 << 20)
+                if not c:
+                    break
+                chunks.append(c)
+            return 0, b"".join(chunks)
+        return 0, os.pread(fd, length, offset)
+    except OSError as e:
+        return e.errno, None
+    finally:
+        os.close(fd)
+
+
+def errname(e):
+    return errno.errorcode.get(e, str(e))
+
+
+def all_backing_bytes(root):
+    for dp, dns, fns in os.walk(root):
+        for n in fns + dns:
+            p = os.path.join(dp, n)
+            if os.path.isfile(p) and not os.path.islink(p):
+                yield p, read_file(p)
+            try:
+                for x in os.listxattr(p, follow_symlinks=False):
+                    yield p + " [xattr " + x + "]", os.getxattr(p, x, follow_symlinks=False)
+            except OSError:
+                pass
+
+
+def test_backing_files_contain_no_plaintext(mvol, kmsfs):
+    big = (CANARY * (300 * 1024 // len(CANARY) + 1))[:300 * 1024]
+    write_file(mvol.p("big-secret"), big)
+    write_file(mvol.p("small-secret"), CANARY)
+    os.mkdir(mvol.p("sub"))
+    with open(mvol.p("sub", "appended"), "ab") as f:
+        for _ in range(50):
+            f.write(CANARY[:7])
+            f.write(CANARY[7:])
+    zeros_then = b"\0" * 5000 + CANARY
+    write_file(mvol.p("zeros-then-secret"), zeros_then)
+    mvol.unmount()
+    needles = [CANARY[i:i + 12] for i in range(0, len(CANARY) - 12, 4)]
+    for where, blob in all_backing_bytes(mvol.cipherdir):
+        for n in needles:
+            assert n not in blob, "plaintext %r found in %s" % (n, where)
+    for where, blob in all_backing_bytes(kmsfs.keystore):
+        assert CANARY[:12] not in blob, "plaintext found in the key store / audit log: %s" % where
+    mvol.mount()
+    assert read_file(mvol.p("big-secret")) == big
+    assert read_file(mvol.p("sub", "appended")) == CANARY * 50
+    assert read_file(mvol.p("zeros-then-secret")) == zeros_then
+
+
+def test_nonces_and_ciphertexts_never_repeat(mvol):
+    """Identical plaintext blocks encrypt differently, and rewriting a block never reuses its nonce."""
+    nl = NONCE[mvol.cipher]
+    write_file(mvol.p("same"), b"\x55" * (8 * BLOCK))
+    write_file(mvol.p("same2"), b"\x55" * (8 * BLOCK))
+    seen_nonces = set()
+    seen_ct = set()
+    for _ in range(3):
+        with open(mvol.p("same"), "r+b") as f:
+            os.pwrite(f.fileno(), b"\x55" * BLOCK, 0)  # rewrite block 0 with the same bytes
+            os.fsync(f.fileno())
+        raw = read_file(mvol.b("same"))
+        off = stored_block_offset(0, mvol.cipher)
+        seen_nonces.add(raw[off:off + nl])
+    assert len(seen_nonces) == 3, "rewriting block 0 reused a nonce"
+    for name in ("same", "same2"):
+        raw = read_file(mvol.b(name))
+        for i in range(8):
+            off = stored_block_offset(i, mvol.cipher)
+            n, ct = raw[off:off + nl], raw[off + nl:off + nl + BLOCK + TAG]
+            assert n not in seen_nonces or (name == "same" and i == 0), "nonce repeated (%s block %d)" % (name, i)
+            seen_nonces.add(n)
+            assert ct not in seen_ct, "identical ciphertext for identical plaintext (%s block %d)" % (name, i)
+            seen_ct.add(ct)
+
+
+def test_wrapped_keys_and_file_ids_unique(mvol):
+    names = ["k1", "k2", "k3", "sub/k4"]
+    os.mkdir(mvol.p("sub"))
+    for n in names:
+        write_file(mvol.p(n), b"same content")
+    deks = {n: os.getxattr(mvol.b(n), "user.kmsfs.dek") for n in names}
+    ids = {n: mvol.file_id(n) for n in names}
+    assert all(len(d) >= 32 for d in deks.values()), "wrapped DEKs look too short: %r" % {k: len(v) for k, v in deks.items()}
+    assert len(set(deks.values())) == len(names), "two files share a wrapped DEK"
+    assert len(set(ids.values())) == len(names), "two files share a file id: %r" % ids
+    old_id, old_dek = ids["k1"], deks["k1"]
+    os.unlink(mvol.p("k1"))
+    write_file(mvol.p("k1"), b"same content")
+    assert mvol.file_id("k1") != old_id, "re-created file reused the old file id"
+    assert os.getxattr(mvol.b("k1"), "user.kmsfs.dek") != old_dek
+    raw = [read_file(mvol.b(n))[32:] for n in names]
+    assert len(set(raw)) == len(names), "identical plaintext produced identical ciphertext in two files"
+
+
+def test_dek_copied_to_other_file_is_rejected(vol, audit):
+    vol.mount()
+    write_file(vol.p("A"), b"file A secret " * 300)
+    write_file(vol.p("B"), b"file B secret " * 300)
+    vol.unmount()
+    b_id = vol.file_id("B")
+    os.setxattr(vol.b("B"), "user.kmsfs.dek", os.getxattr(vol.b("A"), "user.kmsfs.dek"))
+    vol.mount("--key-cache-ttl", "0")
+    audit.mark()
+    e, data = read_err(vol.p("B"))
+    assert e in (errno.EIO, errno.EACCES), "reading B with A's wrapped DEK: errno %s, data %r" % (errname(e), (data or b"")[:40])
+    assert read_file(vol.p("A")) == b"file A secret " * 300, "A must stay readable"
+    recs = audit.wait(lambda r: r.get("errorCode") and rec_mentions_file(r, "B", b_id))
+    assert recs, "no audit record with errorCode naming B (path or file id %s):\n%s" % (b_id, audit.dump())
+
+
+def test_missing_dek_xattr_is_an_error_not_zeros(vol):
+    vol.mount()
+    write_file(vol.p("nokey"), b"needs its key " * 100)
+    vol.unmount()
+    os.removexattr(vol.b("nokey"), "user.kmsfs.dek")
+    vol.mount()
+    e, data = read_err(vol.p("nokey"))
+    assert e != 0, "file without its wrapped DEK was readable: %r" % (data or b"")[:40]
+    assert e in (errno.EIO, errno.EACCES, errno.ENODATA, errno.ENOKEY, errno.EBADMSG), errname(e)
+
+
+@pytest.mark.parametrize("where", ["nonce", "ciphertext", "tag"])
+def test_bit_flip_detected(vol, audit, where):
+    rng_data = os.urandom(3 * BLOCK)
+    vol.mount()
+    write_file(vol.p("victim"), rng_data)
+    vol.unmount()
+    fid = vol.file_id("victim")
+    nl = NONCE[vol.cipher]
+    base = stored_block_offset(1, vol.cipher)
+    pos = {"nonce": base + 3, "ciphertext": base + nl + 100, "tag": base + nl + BLOCK + 5}[where]
+    with open(vol.b("victim"), "r+b") as f:
+        f.seek(pos)
+        byte = f.read(1)[0]
+        f.seek(pos)
+        f.write(bytes([byte ^ 0x10]))
+    vol.mount()
+    audit.mark()
+    e, data = read_err(vol.p("victim"))
+    assert e == errno.EIO, "read of a file with a flipped %s bit: errno %s, got %s" % (
+        where, errname(e), "the original data" if data == rng_data else "garbage" if data else data)
+    e, data = read_err(vol.p("victim"), BLOCK, BLOCK)
+    assert e == errno.EIO, "pread of the damaged block: errno %s" % errname(e)
+    recs = audit.wait(lambda r: r.get("eventName") == "BlockAuthenticationFailure")
+    assert recs, "no BlockAuthenticationFailure audit record:\n" + audit.dump()
+    good = [r for r in recs if rec_mentions_file(r, "victim", fid)
+            and str(rec_get(r, "additionalEventData", "blockIndex")) == "1"]
+    assert good, "BlockAuthenticationFailure records do not name path 'victim' and blockIndex 1:\n" + audit.dump()
+    assert kmsfs_it.rec_path(good[0]) is not None and "victim" in kmsfs_it.rec_path(good[0]), \
+        "the record should carry the file path: %r" % good[0]
+
+
+def test_swapped_blocks_detected(vol, audit):
+    a = os.urandom(4 * BLOCK)
+    vol.mount()
+    write_file(vol.p("swap"), a)
+    write_file(vol.p("other"), os.urandom(4 * BLOCK))
+    vol.unmount()
+    sb = BLOCK + NONCE[vol.cipher] + TAG
+    raw = bytearray(read_file(vol.b("swap")))
+    o0, o1 = stored_block_offset(0, vol.cipher), stored_block_offset(1, vol.cipher)
+    b0, b1 = bytes(raw[o0:o0 + sb]), bytes(raw[o1:o1 + sb])
+    raw[o0:o0 + sb], raw[o1:o1 + sb] = b1, b0
+    with open(vol.b("swap"), "r+b") as f:
+        f.write(raw)
+    # and block 2 of "other" replaced by block 2 of ... itself from another file position
+    other = bytearray(read_file(vol.b("other")))
+    o2 = stored_block_offset(2, vol.cipher)
+    other[o2:o2 + sb] = read_file(vol.b("swap"))[o2:o2 + sb]  # a block moved between files
+    with open(vol.b("other"), "r+b") as f:
+        f.write(other)
+    vol.mount()
+    audit.mark()
+    e, data = read_err(vol.p("swap"))
+    assert e == errno.EIO, "file with two swapped blocks: errno %s (%s)" % (
+        errname(e), "data equals original" if data == a else "returned data")
+    e2, _ = read_err(vol.p("other"), 2 * BLOCK, BLOCK)
+    assert e2 == errno.EIO, "block moved from another file: errno %s" % errname(e2)
+    recs = audit.wait(lambda r: r.get("eventName") == "BlockAuthenticationFailure" and rec_mentions_file(r, "swap"))
+    assert recs, "no BlockAuthenticationFailure record naming 'swap':\n" + audit.dump()
+    assert {str(rec_get(r, "additionalEventData", "blockIndex")) for r in recs} & {"0", "1"}, recs
+    recs2 = audit.wait(lambda r: r.get("eventName") == "BlockAuthenticationFailure" and rec_mentions_file(r, "other"))
+    assert recs2 and str(rec_get(recs2[0], "additionalEventData", "blockIndex")) == "2", audit.dump()
+
+
+def test_truncated_header_detected(vol, audit):
+    vol.mount()
+    write_file(vol.p("cut"), b"header will be cut " * 500)
+    write_file(vol.p("cut-tail"), os.urandom(2 * BLOCK + 777))
+    vol.unmount()
+    fid = vol.file_id("cut")
+    os.truncate(vol.b("cut"), 10)
+    # a cut inside the last stored block (not at a block boundary) must also be caught
+    os.truncate(vol.b("cut-tail"), os.path.getsize(vol.b("cut-tail")) - 5)
+    vol.mount()
+    audit.mark()
+    e, data = read_err(vol.p("cut"))
+    assert e == errno.EIO, "file whose backing was cut to 10 bytes: errno %s, data %r" % (errname(e), (data or b"")[:40])
+    recs = audit.wait(lambda r: (r.get("errorCode") or r.get("errorMessage") or "Failure" in str(r.get("eventName")))
+                      and rec_mentions_file(r, "cut", fid))
+    assert recs, "no audit record (errorCode or *Failure) naming 'cut':\n" + audit.dump()
+    e, data = read_err(vol.p("cut-tail"))
+    assert e == errno.EIO, "file whose last stored block lost 5 bytes: errno %s" % errname(e)
+
+
+def test_header_tamper_detected(vol):
+    vol.mount()
+    write_file(vol.p("h-cipher"), os.urandom(5000))
+    write_file(vol.p("h-fileid"), os.urandom(5000))
+    vol.unmount()
+    with open(vol.b("h-fileid"), "r+b") as f:
+        f.seek(20)
+        b = f.read(1)[0]
+        f.seek(20)
+        f.write(bytes([b ^ 1]))
+    with open(vol.b("h-cipher"), "r+b") as f:
+        f.seek(6)
+        f.write((3 - kmsfs_it.CIPHER_ID[vol.cipher]).to_bytes(2, "big"))  # the other cipher
+    vol.mount("--key-cache-ttl", "0")
+    for n in ("h-fileid", "h-cipher"):
+        e, data = read_err(vol.p(n))
+        assert e in (errno.EIO, errno.EACCES), "%s: tampered header read gave errno %s" % (n, errname(e))
+
+
+def test_wrong_passphrase_refuses_mount(vol, kmsfs):
+    bad = os.path.join(vol.root, "bad-pass")
+    write_file(bad, b"not the passphrase\n")
+    t0 = time.monotonic()
+    r = kmsfs.run("mount", "--keystore", kmsfs.keystore, "--passfile", bad, vol.cipherdir, vol.mnt,
+                  check=False, timeout=60)
+    assert r.rc == 1, "mount with a wrong passphrase should exit 1: %r" % r
+    assert "passphrase" in (r.err + r.out).lower(), "message should mention the passphrase: %r" % r
+    assert time.monotonic() - t0 < 30
+    assert not kmsfs_it.is_mounted(vol.mnt), "something got mounted despite the wrong passphrase"
+    kmsfs_it.wait_for(lambda: not vol.daemon_pids(), 5)
+    assert not vol.daemon_pids(), "a kmsfs daemon stayed behind: %r" % vol.daemon_pids()
+    env = dict(kmsfs.env, KMSFS_PASSPHRASE="also wrong")
+    r = kmsfs.run("mount", "--keystore", kmsfs.keystore, vol.cipherdir, vol.mnt, check=False, env=env, timeout=60)
+    assert r.rc == 1 and "passphrase" in (r.err + r.out).lower(), r
+    assert not kmsfs_it.is_mounted(vol.mnt)
+    r = kmsfs.run("key", "list", "--keystore", kmsfs.keystore, "--passfile", bad, check=False)
+    assert r.rc != 0, "key list with a wrong passphrase succeeded: %r" % r
+
+
+def test_disabled_key_denies_access(kmsfs, audit):
+    key = kmsfs.create_key("disable-test")
+    v = kmsfs.new_volume("disable", key=key)
+    v.mount("--key-cache-ttl", "0")
+    write_file(v.p("existing"), b"before disable")
+    kmsfs.key("disable", key)
+    audit.mark()
+    try:
+        e, _ = read_err(v.p("existing"))
+        assert e == errno.EACCES, "open of an existing file under a disabled key: errno %s" % errname(e)
+        with pytest.raises(OSError) as ei:
+            write_file(v.p("new-file"), b"x")
+        assert ei.value.errno == errno.EACCES, "create under a disabled key: %s" % ei.value
+        recs = audit.wait(lambda r: r.get("errorCode") == "DisabledException")
+        assert recs, "no audit record with errorCode DisabledException:\n" + audit.dump()
+        assert any(rec_mentions_file(r, "existing", v.file_id("existing")) for r in recs), \
+            "DisabledException records do not name the file:\n" + audit.dump()
+    finally:
+        kmsfs.key("enable", key)
+    assert read_file(v.p("existing")) == b"before disable"
+    write_file(v.p("new-file"), b"after enable")
+    assert read_file(v.p("new-file")) == b"after enable"
+    v.unmount()
+
+
+def _iso8601(s):
+    return isinstance(s, str) and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)$", s)
+
+
+def test_audit_records_for_decrypt(mvol, audit):
+    write_file(mvol.p("audited"), b"audit me")
+    gdk = audit.wait(lambda r: r.get("eventName") == "GenerateDataKey" and rec_mentions_file(r, "audited", mvol.file_id("audited")))
+    assert gdk, "creating a file logged no GenerateDataKey with its file id:\n" + audit.dump()
+    mvol.remount()
+    audit.mark()
+    p = subprocess.run(["cat", mvol.p("audited")], capture_output=True, timeout=30)
+    assert p.stdout == b"audit me"
+    fid = mvol.file_id("audited")
+    recs = audit.wait(lambda r: r.get("eventName") == "Decrypt" and rec_mentions_file(r, "audited", fid))
+    assert recs, "reading a file after remount logged no Decrypt:\n" + audit.dump()
+    r = recs[0]
+    ctx = rec_get(r, "requestParameters", "encryptionContext") or {}
+    assert kmsfs_it.norm_id(ctx.get("kmsfs:file")) == kmsfs_it.norm_id(fid), r
+    assert ctx.get("kmsfs:volume") and mvol.volume_id_in_conf(ctx["kmsfs:volume"]), \
+        "kmsfs:volume %r is not the volume id in kmsfs.conf" % ctx.get("kmsfs:volume")
+    key_id = rec_get(r, "requestParameters", "keyId") or ""
+    m = kmsfs_it.UUID_RE.search(key_id)
+    assert m and m.group(0).lower() in mvol.conf_text.lower(), "keyId %r is not the volume's key" % key_id
+    ui = r.get("userIdentity") or {}
+    assert str(ui.get("uid")) == "0" and ui.get("type") and ui.get("principalId") and ui.get("arn"), ui
+    ad = r.get("additionalEventData") or {}
+    assert int(ad.get("pid", -1)) > 0, ad
+    assert ad.get("processName") == "cat", "processName should be the reader (cat): %r" % ad
+    assert "audited" in str(ad.get("path")), ad
+    assert _iso8601(r.get("eventTime")), r.get("eventTime")
+    assert r.get("eventSource") and r.get("eventID") and r.get("requestID"), r
+    assert "errorCode" not in r
+    for rec in audit.records():
+        if rec.get("eventName") != "Decrypt":
+            continue
+        c = rec_get(rec, "requestParameters", "encryptionContext") or {}
+        assert c.get("kmsfs:volume") and c.get("kmsfs:file"), "Decrypt without full encryption context: %r" % rec
+        assert rec_get(rec, "userIdentity", "uid") is not None, rec
+        assert rec_get(rec, "additionalEventData", "pid") is not None, rec
+    ids = [x.get("eventID") for x in audit.records(since_mark=False)]
+    assert len(ids) == len(set(ids)), "duplicate eventID in the audit log"
+
+
+def test_audit_pid_is_the_reader(mvol, audit):
+    write_file(mvol.p("who"), b"who reads")
+    mvol.remount()
+    audit.mark()
+    p = subprocess.Popen(["cat", mvol.p("who")], stdout=subprocess.DEVNULL)
+    pid = p.pid
+    p.wait(30)
+    recs = audit.wait(lambda r: r.get("eventName") == "Decrypt" and rec_mentions_file(r, "who"))
+    assert recs, audit.dump()
+    assert int(rec_get(recs[0], "additionalEventData", "pid")) == pid, \
+        "Decrypt record pid %r, reader pid %d" % (rec_get(recs[0], "additionalEventData", "pid"), pid)
+
+
+def test_config_is_protected_and_authenticated(kmsfs):
+    k1 = kmsfs.create_key("conf-k1")
+    k2 = kmsfs.create_key("conf-k2")
+    v = kmsfs.new_volume("conf", key=k1)
+    orig = read_file(v.b("kmsfs.conf"))
+    v.mount()
+    write_file(v.p("data"), b"payload")
+    try:
+        with open(v.p("kmsfs.conf"), "wb") as f:
+            f.write(b"[evil]\n")
+    except OSError:
+        pass
+    try:
+        os.rename(v.p("data"), v.p("kmsfs.conf"))
+    except OSError:
+        pass
+    v.unmount()
+    assert read_file(v.b("kmsfs.conf")) == orig, "writing kmsfs.conf through the mount changed the volume config"
+    if not os.path.exists(v.b("data")):
+        pytest.fail("renaming a file onto kmsfs.conf through the mount removed it from the volume")
+    u1 = kmsfs_it.UUID_RE.search(k1).group(0)
+    u2 = kmsfs_it.UUID_RE.search(k2).group(0)
+    text = orig.decode()
+    assert u1.lower() in text.lower(), "kmsfs.conf does not name the volume key %s:\n%s" % (u1, text)
+    tampered = re.sub(re.escape(u1), u2, text, flags=re.I)
+    write_file(v.b("kmsfs.conf"), tampered.encode())
+    r = v.mount(check=False)
+    assert r.rc != 0, "mount accepted a kmsfs.conf whose key id was swapped: %r" % r
+    assert not kmsfs_it.is_mounted(v.mnt)
+    write_file(v.b("kmsfs.conf"), orig)
+    v.mount()
+    assert read_file(v.p("data")) == b"payload"
+    v.unmount()
