@@ -376,6 +376,11 @@ static void test_blocks_roundtrip(enum kmsfs_cipher cipher)
 		/* Fresh nonces: the same plaintext never seals to the same bytes. */
 		CHECK_EQ(kmsfs_blocks_seal(fk, first, plain, len, again), slen);
 		CHECK(memcmp(stored, again, slen) != 0);
+		/* ... and blocks within one call get distinct nonces. */
+		size_t nonce_len = kmsfs_cipher_nonce_len(cipher);
+		size_t block_len = kmsfs_stored_block_len(cipher);
+		for (size_t off = block_len; off < slen; off += block_len)
+			CHECK(memcmp(stored + off - block_len, stored + off, nonce_len) != 0);
 		/* The first block decrypts by the documented layout and AAD. */
 		size_t first_len = len < 4096 ? len : 4096;
 		CHECK_EQ(open_by_contract(fk, dek, first, stored, first_len, out), 0);
@@ -420,11 +425,15 @@ static void expect_bad(const struct kmsfs_filekey *fk, uint64_t first, const uin
 		       size_t stored_len, uint64_t want_bad, const char *what)
 {
 	uint8_t out[sizeof(((struct sealed_run *)0)->plain)];
+	/* An exactly sized copy, so ASan catches any read past stored_len. */
+	uint8_t *exact = xmalloc(stored_len);
 	uint64_t bad = ~0ull;
 	ssize_t ret;
 
+	memcpy(exact, stored, stored_len);
 	memset(out, 0x77, sizeof(out));
-	ret = kmsfs_blocks_open(fk, first, stored, stored_len, out, &bad);
+	ret = kmsfs_blocks_open(fk, first, exact, stored_len, out, &bad);
+	free(exact);
 	if (ret != -EIO || bad != want_bad) {
 		fprintf(stderr, "%s: open returned %zd bad_block %llu, want -EIO at %llu\n",
 			what, ret, (unsigned long long)bad, (unsigned long long)want_bad);
