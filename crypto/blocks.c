@@ -4,9 +4,9 @@
  * This is the filesystem's hot path: every read and write of up to 1 MiB
  * (256 blocks) comes through here, from many FUSE worker threads at once.
  * So a call sets the key up once and then only changes the nonce per
- * block, nonces for a whole call come from one CSPRNG draw rather than a
- * system call per block, and holes are recognised without a full scan in the
- * common (non-hole) case.
+ * block, the nonces for a whole call come from one CSPRNG draw rather
+ * than a system call per block, and holes are recognised without a full
+ * scan in the common (non-hole) case.
  *
  * Each stored block is nonce ‖ ciphertext ‖ tag. Its additional data is
  * the file's 32 encoded header bytes (magic, version, cipher, block size,
@@ -27,7 +27,6 @@
 
 #define BLOCK_INDEX_LEN 8
 #define BLOCK_AAD_LEN (KMSFS_HEADER_LEN + BLOCK_INDEX_LEN)
-#define GCM_NONCE_LEN 12
 #define MAX_NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 /* Nonces drawn at once when sealing: 256 blocks = one 1 MiB FUSE write. */
 #define NONCE_BATCH_BLOCKS 256
@@ -129,7 +128,7 @@ static void run_set_index(struct block_run *run, uint64_t index)
 static int gcm_seal_block(struct block_run *run, const uint8_t *plain, size_t len,
 			  uint8_t *stored)
 {
-	uint8_t *ct = stored + GCM_NONCE_LEN;
+	uint8_t *ct = stored + run->nonce_len;
 	uint8_t final_block[16];
 	int written;
 
@@ -145,7 +144,7 @@ static int gcm_seal_block(struct block_run *run, const uint8_t *plain, size_t le
 static int gcm_open_block(struct block_run *run, const uint8_t *stored, size_t len,
 			  uint8_t *plain)
 {
-	const uint8_t *ct = stored + GCM_NONCE_LEN;
+	const uint8_t *ct = stored + run->nonce_len;
 	uint8_t final_block[16];
 	int written;
 
@@ -348,13 +347,11 @@ ssize_t kmsfs_blocks_open(const struct kmsfs_filekey *fk, uint64_t first_block,
 	size_t plain_len;
 	ssize_t ret;
 
-	if (!fk || stored_len > SSIZE_MAX || (!stored && stored_len))
-		return -EINVAL;
-	plain_len = plain_len_of(stored_len, kmsfs_block_overhead(fk->hdr.cipher));
-	if (!plain_out && plain_len)
+	if (!fk || stored_len > SSIZE_MAX || ((!stored || !plain_out) && stored_len))
 		return -EINVAL;
 	if (stored_len == 0)
 		return 0;
+	plain_len = plain_len_of(stored_len, kmsfs_block_overhead(fk->hdr.cipher));
 	ret = run_start(&run, fk, 0);
 	if (ret)
 		goto out;
