@@ -161,6 +161,7 @@ struct keyclient_ops {
 			const char *principal, int allow, const struct kc_caller *caller,
 			struct kc_error *err);
 
+	/* Frees kc->impl (wiping secrets); keyclient_free frees kc itself. */
 	void (*destroy)(struct keyclient *kc);
 };
 
@@ -170,7 +171,10 @@ struct keyclient {
 	void *impl;                /* backend state */
 };
 
-/* Convenience wrappers: kc->ops->x(kc, ...), plus audit of decrypts. */
+/*
+ * Convenience wrappers: kc->ops->x(kc, ...), plus one audit record per
+ * call (allowed or denied) when an audit log is set.
+ */
 enum kc_status keyclient_generate_data_key(struct keyclient *kc, const char *key_id,
 		const struct kc_context *ctx, const struct kc_caller *caller,
 		uint8_t *plaintext, size_t plaintext_len, uint8_t **blob, size_t *blob_len,
@@ -179,8 +183,22 @@ enum kc_status keyclient_decrypt(struct keyclient *kc, const char *key_id,
 		const uint8_t *blob, size_t blob_len, const struct kc_context *ctx,
 		const struct kc_caller *caller, uint8_t *plaintext, size_t plaintext_cap,
 		size_t *plaintext_len, char key_arn_out[KC_ARN_MAX], struct kc_error *err);
+enum kc_status keyclient_encrypt(struct keyclient *kc, const char *key_id,
+		const uint8_t *plaintext, size_t plaintext_len, const struct kc_context *ctx,
+		const struct kc_caller *caller, uint8_t **blob, size_t *blob_len,
+		struct kc_error *err);
+enum kc_status keyclient_re_encrypt(struct keyclient *kc,
+		const uint8_t *blob, size_t blob_len, const struct kc_context *src_ctx,
+		const char *dst_key_id, const struct kc_context *dst_ctx,
+		const struct kc_caller *caller, uint8_t **new_blob, size_t *new_blob_len,
+		char dst_key_arn_out[KC_ARN_MAX], struct kc_error *err);
+/* The audit log is borrowed: close it after keyclient_free. */
 void keyclient_set_audit(struct keyclient *kc, struct kc_audit *audit);
+/* ops->destroy (wipes the backend's secrets), then frees kc. NULL is fine. */
 void keyclient_free(struct keyclient *kc);
+
+/* "Enabled", "Disabled", "PendingDeletion" (AWS KeyState names). */
+const char *kc_key_state_name(enum kc_key_state state);
 
 /* ---- the local engine ---------------------------------------------------- */
 
@@ -237,6 +255,7 @@ struct kc_audit_event {
 	const char *path;          /* file path inside the volume, for FS events */
 	int64_t block_index;
 	const struct kc_error *err;
+	const char *key_arn;       /* ARN of the key actually used, for resources; NULL: from key_id */
 };
 void kc_audit_record(struct kc_audit *audit, const struct kc_audit_event *ev);
 

@@ -1,0 +1,181 @@
+/*
+ * keyclient.c - the backend-independent part of the keyclient interface:
+ * AWS error types, error filling, and the keyclient_* wrappers that call
+ * a backend through its ops table and write one audit record per
+ * data-key call (allowed or denied) when an audit log is attached.
+ */
+#include "local_internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *kc_status_type(enum kc_status status)
+{
+	switch (status) {
+	case KC_OK: return "";
+	case KC_NOT_FOUND: return "NotFoundException";
+	case KC_DISABLED: return "DisabledException";
+	case KC_INVALID_STATE: return "KMSInvalidStateException";
+	case KC_INVALID_CIPHERTEXT: return "InvalidCiphertextException";
+	case KC_ACCESS_DENIED: return "AccessDeniedException";
+	case KC_ALREADY_EXISTS: return "AlreadyExistsException";
+	case KC_VALIDATION: return "ValidationException";
+	case KC_INVALID_ALIAS: return "InvalidAliasNameException";
+	case KC_INVALID_KEY_USAGE: return "InvalidKeyUsageException";
+	case KC_INCORRECT_KEY: return "IncorrectKeyException";
+	case KC_DEPENDENCY_TIMEOUT: return "DependencyTimeoutException";
+	case KC_INTERNAL: return "KMSInternalException";
+	case KC_WRONG_PASSPHRASE: return "WrongPassphrase";
+	}
+	return "KMSInternalException";
+}
+
+const char *kc_key_state_name(enum kc_key_state state)
+{
+	switch (state) {
+	case KC_KEY_ENABLED: return "Enabled";
+	case KC_KEY_DISABLED: return "Disabled";
+	case KC_KEY_PENDING_DELETION: return "PendingDeletion";
+	}
+	return "Unknown";
+}
+
+enum kc_status kc_fail(struct kc_error *err, enum kc_status status, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err)
+		return status;
+	err->status = status;
+	snprintf(err->type, sizeof err->type, "%s", kc_status_type(status));
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof err->message, fmt, ap);
+	va_end(ap);
+	return status;
+}
+
+/* ---- wrappers ------------------------------------------------------------------------ */
+
+static enum kc_status no_backend(struct kc_error *err)
+{
+	return kc_fail(err, KC_INTERNAL, "keyclient: no key service backend");
+}
+
+/* Hand the wrapper's local error back to the caller's (which may be NULL). */
+static enum kc_status finish(enum kc_status rc, const struct kc_error *local_err,
+		struct kc_error *err)
+{
+	if (err)
+		*err = *local_err;   /* KC_OK: status 0, empty type and message */
+	return rc;
+}
+
+static void audit_call(struct keyclient *kc, const char *event_name, const char *key_id,
+		const char *key_arn, const struct kc_context *ctx, const struct kc_caller *caller,
+		enum kc_status rc, const struct kc_error *local_err)
+{
+	struct kc_audit_event ev = {
+		.event_source = "kms.amazonaws.com",
+		.event_name = event_name,
+		.caller = caller,
+		.key_id = key_id,
+		.ctx = ctx,
+		.block_index = -1,
+		.err = rc == KC_OK ? NULL : local_err,
+		.key_arn = key_arn && *key_arn ? key_arn : NULL,
+	};
+
+	if (kc->audit)
+		kc_audit_record(kc->audit, &ev);
+}
+
+enum kc_status keyclient_generate_data_key(struct keyclient *kc, const char *key_id,
+		const struct kc_context *ctx, const struct kc_caller *caller,
+		uint8_t *plaintext, size_t plaintext_len, uint8_t **blob, size_t *blob_len,
+		char key_arn_out[KC_ARN_MAX], struct kc_error *err)
+{
+	struct kc_error local_err = { 0 };
+	char arn[KC_ARN_MAX] = "";
+	enum kc_status rc;
+
+	if (!kc || !kc->ops || !kc->ops->generate_data_key)
+		return no_backend(err);
+	rc = kc->ops->generate_data_key(kc, key_id, ctx, caller, plaintext, plaintext_len,
+			blob, blob_len, arn, &local_err);
+	audit_call(kc, "GenerateDataKey", key_id, arn, ctx, caller, rc, &local_err);
+	if (key_arn_out)
+		memcpy(key_arn_out, arn, KC_ARN_MAX);
+	return finish(rc, &local_err, err);
+}
+
+enum kc_status keyclient_decrypt(struct keyclient *kc, const char *key_id,
+		const uint8_t *blob, size_t blob_len, const struct kc_context *ctx,
+		const struct kc_caller *caller, uint8_t *plaintext, size_t plaintext_cap,
+		size_t *plaintext_len, char key_arn_out[KC_ARN_MAX], struct kc_error *err)
+{
+	struct kc_error local_err = { 0 };
+	char arn[KC_ARN_MAX] = "";
+	enum kc_status rc;
+
+	if (!kc || !kc->ops || !kc->ops->decrypt)
+		return no_backend(err);
+	rc = kc->ops->decrypt(kc, key_id, blob, blob_len, ctx, caller, plaintext, plaintext_cap,
+			plaintext_len, arn, &local_err);
+	audit_call(kc, "Decrypt", key_id, arn, ctx, caller, rc, &local_err);
+	if (key_arn_out)
+		memcpy(key_arn_out, arn, KC_ARN_MAX);
+	return finish(rc, &local_err, err);
+}
+
+enum kc_status keyclient_encrypt(struct keyclient *kc, const char *key_id,
+		const uint8_t *plaintext, size_t plaintext_len, const struct kc_context *ctx,
+		const struct kc_caller *caller, uint8_t **blob, size_t *blob_len,
+		struct kc_error *err)
+{
+	struct kc_error local_err = { 0 };
+	enum kc_status rc;
+
+	if (!kc || !kc->ops || !kc->ops->encrypt)
+		return no_backend(err);
+	rc = kc->ops->encrypt(kc, key_id, plaintext, plaintext_len, ctx, caller, blob, blob_len,
+			&local_err);
+	audit_call(kc, "Encrypt", key_id, NULL, ctx, caller, rc, &local_err);
+	return finish(rc, &local_err, err);
+}
+
+enum kc_status keyclient_re_encrypt(struct keyclient *kc,
+		const uint8_t *blob, size_t blob_len, const struct kc_context *src_ctx,
+		const char *dst_key_id, const struct kc_context *dst_ctx,
+		const struct kc_caller *caller, uint8_t **new_blob, size_t *new_blob_len,
+		char dst_key_arn_out[KC_ARN_MAX], struct kc_error *err)
+{
+	struct kc_error local_err = { 0 };
+	char arn[KC_ARN_MAX] = "";
+	enum kc_status rc;
+
+	if (!kc || !kc->ops || !kc->ops->re_encrypt)
+		return no_backend(err);
+	rc = kc->ops->re_encrypt(kc, blob, blob_len, src_ctx, dst_key_id, dst_ctx, caller,
+			new_blob, new_blob_len, arn, &local_err);
+	audit_call(kc, "ReEncrypt", dst_key_id, arn, dst_ctx, caller, rc, &local_err);
+	if (dst_key_arn_out)
+		memcpy(dst_key_arn_out, arn, KC_ARN_MAX);
+	return finish(rc, &local_err, err);
+}
+
+void keyclient_set_audit(struct keyclient *kc, struct kc_audit *audit)
+{
+	if (kc)
+		kc->audit = audit;
+}
+
+void keyclient_free(struct keyclient *kc)
+{
+	if (!kc)
+		return;
+	if (kc->ops && kc->ops->destroy)
+		kc->ops->destroy(kc);
+	free(kc);
+}

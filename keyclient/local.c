@@ -1,0 +1,296 @@
+/*
+ * local.c - the local engine: unlocking a key store and the pieces every
+ * operation shares (key lookup, state check, key material).
+ *
+ * The root key is Argon2id(passphrase, the store's salt) and stays in
+ * libsodium secure memory for the life of the keyclient; it only ever
+ * unseals key material, which is itself unsealed per operation into
+ * secure memory and freed (wiped) right after. A fresh store gets a
+ * random store id and salt and records the creating uid as its owner.
+ * The operations themselves live in local_data.c and local_keys.c.
+ */
+#include "local_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+/* Stored parameters above this are refused (a tampered store could ask for terabytes). */
+#define KC_MEMLIMIT_CEILING (UINT64_C(4) << 30)
+
+/* What the verifier seals: the root key is right if this comes back. */
+static const uint8_t verifier_plain[KC_VERIFIER_PLAIN_LEN] = "kmsfs key store root key check";
+
+static void local_destroy(struct keyclient *kc);
+
+static const struct keyclient_ops local_ops = {
+	.name = "local",
+	.generate_data_key = kc_local_generate_data_key,
+	.decrypt = kc_local_decrypt,
+	.encrypt = kc_local_encrypt,
+	.re_encrypt = kc_local_re_encrypt,
+	.create_key = kc_local_create_key,
+	.describe_key = kc_local_describe_key,
+	.list_keys = kc_local_list_keys,
+	.set_alias = kc_local_set_alias,
+	.set_key_enabled = kc_local_set_key_enabled,
+	.rotate_key = kc_local_rotate_key,
+	.set_key_principal = kc_local_set_key_principal,
+	.destroy = local_destroy,
+};
+
+void kc_local_principal(uid_t uid, char *out, size_t out_len)
+{
+	snprintf(out, out_len, "uid:%ju", (uintmax_t)uid);
+}
+
+/* ---- Argon2id parameters ------------------------------------------------------------ */
+
+/* KMSFS_ARGON2_OPSLIMIT / _MEMLIMIT override the defaults for new stores (tests). */
+static enum kc_status env_limit(const char *name, uint64_t fallback, uint64_t min, uint64_t max,
+		uint64_t *value, struct kc_error *err)
+{
+	const char *text = getenv(name);
+	char *end = NULL;
+	unsigned long long parsed;
+
+	*value = fallback;
+	if (!text || !*text)
+		return KC_OK;
+	errno = 0;
+	parsed = strtoull(text, &end, 10);
+	if (errno || *end || parsed < min || parsed > max)
+		return kc_fail(err, KC_VALIDATION, "%s=%.32s: not a number between %" PRIu64 " and %" PRIu64,
+				name, text, min, max);
+	*value = parsed;
+	return KC_OK;
+}
+
+static enum kc_status default_limits(struct kc_store_meta *meta, struct kc_error *err)
+{
+	enum kc_status rc;
+
+	rc = env_limit("KMSFS_ARGON2_OPSLIMIT", crypto_pwhash_OPSLIMIT_INTERACTIVE,
+			crypto_pwhash_OPSLIMIT_MIN, crypto_pwhash_OPSLIMIT_MAX, &meta->opslimit, err);
+	if (rc == KC_OK)
+		rc = env_limit("KMSFS_ARGON2_MEMLIMIT", crypto_pwhash_MEMLIMIT_INTERACTIVE,
+				crypto_pwhash_MEMLIMIT_MIN, KC_MEMLIMIT_CEILING, &meta->memlimit, err);
+	return rc;
+}
+
+static enum kc_status derive_root_key(struct kc_local *local, const char *dir,
+		const char *passphrase, const struct kc_store_meta *meta, struct kc_error *err)
+{
+	if (meta->opslimit < crypto_pwhash_OPSLIMIT_MIN || meta->opslimit > crypto_pwhash_OPSLIMIT_MAX ||
+	    meta->memlimit < crypto_pwhash_MEMLIMIT_MIN || meta->memlimit > KC_MEMLIMIT_CEILING)
+		return kc_fail(err, KC_INTERNAL, "key store %s: Argon2id parameters out of range "
+				"(opslimit %" PRIu64 ", memlimit %" PRIu64 ")", dir, meta->opslimit, meta->memlimit);
+	if (crypto_pwhash(local->root_key, KC_KEY_LEN, passphrase, strlen(passphrase), meta->salt,
+			meta->opslimit, (size_t)meta->memlimit, crypto_pwhash_ALG_ARGON2ID13) != 0)
+		return kc_fail(err, KC_INTERNAL, "key store %s: Argon2id key derivation failed "
+				"(out of memory? memlimit %" PRIu64 " bytes)", dir, meta->memlimit);
+	return KC_OK;
+}
+
+/* ---- create / unlock ------------------------------------------------------------------ */
+
+static void adopt_meta(struct kc_local *local, const struct kc_store_meta *meta)
+{
+	memcpy(local->store_id, meta->store_id, KC_STORE_ID_LEN);
+	local->owner_uid = meta->owner_uid;
+	kc_local_principal(meta->owner_uid, local->owner_principal, sizeof local->owner_principal);
+}
+
+static enum kc_status unlock_store(struct kc_local *local, const char *dir,
+		const char *passphrase, const struct kc_store_meta *meta, struct kc_error *err)
+{
+	uint8_t *check = NULL;
+	enum kc_status rc;
+
+	rc = derive_root_key(local, dir, passphrase, meta, err);
+	if (rc != KC_OK)
+		goto out;
+	check = sodium_malloc(KC_VERIFIER_PLAIN_LEN);
+	if (!check) {
+		rc = kc_fail(err, KC_INTERNAL, "key store %s: out of secure memory", dir);
+		goto out;
+	}
+	if (kc_unseal(local->root_key, meta->store_id, KC_STORE_ID_LEN, meta->verifier,
+			KC_VERIFIER_LEN, check) != 0 ||
+	    sodium_memcmp(check, verifier_plain, KC_VERIFIER_PLAIN_LEN) != 0) {
+		rc = kc_fail(err, KC_WRONG_PASSPHRASE, "key store %s: wrong passphrase (could not unlock)", dir);
+		goto out;
+	}
+	adopt_meta(local, meta);
+out:
+	sodium_free(check);
+	return rc;
+}
+
+static enum kc_status init_store(struct kc_local *local, const char *dir,
+		const char *passphrase, struct kc_store_meta *meta, struct kc_error *err)
+{
+	enum kc_status rc;
+
+	memset(meta, 0, sizeof *meta);
+	randombytes_buf(meta->store_id, KC_STORE_ID_LEN);
+	randombytes_buf(meta->salt, KC_SALT_LEN);
+	meta->owner_uid = getuid();
+	rc = default_limits(meta, err);
+	if (rc == KC_OK)
+		rc = derive_root_key(local, dir, passphrase, meta, err);
+	if (rc != KC_OK)
+		return rc;
+	kc_seal(local->root_key, meta->store_id, KC_STORE_ID_LEN, verifier_plain,
+			KC_VERIFIER_PLAIN_LEN, meta->verifier);
+	rc = kc_store_put_meta(local->store, meta, err);
+	if (rc == KC_ALREADY_EXISTS) {   /* another process won the race: open theirs */
+		rc = kc_store_get_meta(local->store, meta, err);
+		if (rc == KC_OK)
+			return unlock_store(local, dir, passphrase, meta, err);
+		return rc;
+	}
+	if (rc == KC_OK)
+		adopt_meta(local, meta);
+	return rc;
+}
+
+static enum kc_status open_or_create(struct kc_local *local, const char *dir,
+		const char *passphrase, int create, struct kc_error *err)
+{
+	struct kc_store_meta meta;
+	enum kc_status rc;
+
+	rc = kc_store_open(dir, create, &local->store, err);
+	if (rc != KC_OK)
+		return rc;
+	rc = kc_store_get_meta(local->store, &meta, err);
+	if (rc == KC_NOT_FOUND && create)
+		return init_store(local, dir, passphrase, &meta, err);
+	if (rc == KC_NOT_FOUND)
+		return kc_fail(err, KC_NOT_FOUND, "key store %s: not initialised; create it with `kmsfs init`", dir);
+	if (rc != KC_OK)
+		return rc;
+	return unlock_store(local, dir, passphrase, &meta, err);
+}
+
+static void free_local(struct kc_local *local)
+{
+	if (!local)
+		return;
+	sodium_free(local->root_key);   /* wipes the root key */
+	kc_store_close(local->store);
+	free(local);
+}
+
+enum kc_status kc_local_open(const char *dir, const char *passphrase, int create,
+		struct keyclient **out, struct kc_error *err)
+{
+	struct kc_local *local = NULL;
+	struct keyclient *kc = NULL;
+	enum kc_status rc = KC_OK;
+
+	if (out)
+		*out = NULL;
+	if (!dir || !*dir || !out) {
+		rc = kc_fail(err, KC_VALIDATION, "key store: directory missing");
+		goto out;
+	}
+	if (!passphrase || !*passphrase) {
+		rc = kc_fail(err, KC_VALIDATION, "key store %s: empty passphrase", dir);
+		goto out;
+	}
+	if (sodium_init() < 0) {
+		rc = kc_fail(err, KC_INTERNAL, "key store %s: libsodium initialisation failed", dir);
+		goto out;
+	}
+	local = calloc(1, sizeof *local);
+	kc = calloc(1, sizeof *kc);
+	if (local)
+		local->root_key = sodium_malloc(KC_KEY_LEN);
+	if (!local || !kc || !local->root_key) {
+		rc = kc_fail(err, KC_INTERNAL, "key store %s: out of memory", dir);
+		goto out;
+	}
+	rc = open_or_create(local, dir, passphrase, create, err);
+	if (rc != KC_OK)
+		goto out;
+	kc->ops = &local_ops;
+	kc->impl = local;
+	*out = kc;
+	kc = NULL;
+	local = NULL;
+out:
+	free_local(local);
+	free(kc);
+	return rc;
+}
+
+static void local_destroy(struct keyclient *kc)
+{
+	free_local(kc_local_of(kc));
+	kc->impl = NULL;
+}
+
+/* ---- shared by the operations --------------------------------------------------------- */
+
+enum kc_status kc_local_find_key(struct kc_local *local, const char *key_ref,
+		struct kc_store_key *key, struct kc_error *err)
+{
+	char name[KC_ALIAS_MAX + 1];
+	char key_id[KC_KEY_ID_LEN + 1];
+	enum kc_ref_kind kind;
+	enum kc_status rc;
+
+	rc = kc_keyref_parse(key_ref, &kind, name, err);
+	if (rc != KC_OK)
+		return rc;
+	if (kind == KC_REF_ALIAS) {
+		rc = kc_store_get_alias(local->store, name, key_id, err);
+		if (rc != KC_OK)
+			return rc;
+	} else {
+		memcpy(key_id, name, sizeof key_id);   /* a normalised UUID: 36 chars + NUL */
+	}
+	return kc_store_get_key(local->store, key_id, key, err);
+}
+
+enum kc_status kc_local_require_enabled(const struct kc_store_key *key, struct kc_error *err)
+{
+	if (key->state == KC_KEY_ENABLED)
+		return KC_OK;
+	if (key->state == KC_KEY_DISABLED)
+		return kc_fail(err, KC_DISABLED, "key %s%s is disabled", KC_KEY_ARN_PREFIX, key->key_id);
+	return kc_fail(err, KC_INVALID_STATE, "key %s%s is %s", KC_KEY_ARN_PREFIX, key->key_id,
+			kc_key_state_name(key->state));
+}
+
+enum kc_status kc_local_material(struct kc_local *local, const char *key_id,
+		uint32_t version, uint8_t material[KC_KEY_LEN], uint32_t *version_out,
+		struct kc_error *err)
+{
+	uint8_t sealed[KC_SEALED_KEY_LEN];
+	uint8_t aad[KC_MATERIAL_AAD_LEN];
+	uint8_t key_uuid[KC_UUID_LEN];
+	uint32_t found_version = 0;
+	enum kc_status rc;
+
+	if (kc_uuid_parse(key_id, key_uuid) != 0)
+		return kc_fail(err, KC_INTERNAL, "key %s: malformed key id in key store", key_id);
+	rc = kc_store_get_material(local->store, key_id, version, sealed, &found_version, err);
+	if (rc != KC_OK)
+		return rc;
+	kc_material_aad(key_uuid, found_version, aad);
+	if (kc_unseal(local->root_key, aad, sizeof aad, sealed, sizeof sealed, material) != 0)
+		return kc_fail(err, KC_INTERNAL, "key %s%s: key material version %u failed authentication "
+				"(key store %s altered or corrupted)", KC_KEY_ARN_PREFIX, key_id, found_version,
+				kc_store_path(local->store));
+	if (version_out)
+		*version_out = found_version;
+	return KC_OK;
+}

@@ -1,0 +1,276 @@
+/*
+ * local_internal.h - private declarations shared inside keyclient/.
+ *
+ * The pieces the local engine is built from, one per file:
+ *   context.c  canonical encryption-context bytes (the AAD of every blob)
+ *   uuid.c     UUID v4 generation, parsing and formatting
+ *   keyref.c   key references: key id, key ARN, alias name, alias ARN
+ *   seal.c     small secrets sealed under the root key (material, verifier)
+ *   blob.c     the versioned ciphertext blob a data key travels in
+ *   store.c    the SQLite key store (keystore.db)
+ *   authz.c    the one authorization decision
+ *   local*.c   the engine: unlock, data-key operations, key management
+ *
+ * Nothing outside keyclient/ includes this header except its unit tests.
+ */
+#ifndef KMSFS_KEYCLIENT_LOCAL_INTERNAL_H
+#define KMSFS_KEYCLIENT_LOCAL_INTERNAL_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "keyclient.h"
+
+/* ---- names ---------------------------------------------------------------- */
+
+#define KC_LOCAL_ARN_PREFIX "arn:aws:kms:local:000000000000:"
+#define KC_KEY_ARN_PREFIX KC_LOCAL_ARN_PREFIX "key/"
+#define KC_ALIAS_ARN_PREFIX KC_LOCAL_ARN_PREFIX "alias/"
+#define KC_ALIAS_PREFIX "alias/"
+#define KC_ALIAS_RESERVED_PREFIX "alias/aws/"
+#define KC_ALIAS_MAX 256            /* longest alias name, "alias/" included */
+#define KC_DESCRIPTION_MAX 255      /* fits kc_key_info.description */
+#define KC_PRINCIPAL_MAX 127        /* fits kc_key_info.principals[] */
+#define KC_STORE_DB_NAME "keystore.db"
+
+/* ---- sizes ------------------------------------------------------------------ */
+
+#define KC_UUID_LEN 16              /* binary UUID */
+#define KC_STORE_ID_LEN 16
+#define KC_KEY_LEN 32               /* root key and key material (XChaCha20) */
+#define KC_SALT_LEN 16              /* crypto_pwhash_SALTBYTES */
+#define KC_NONCE_LEN 24             /* XChaCha20-Poly1305 */
+#define KC_TAG_LEN 16
+#define KC_SEALED_LEN(n) (KC_NONCE_LEN + (n) + KC_TAG_LEN)
+#define KC_SEALED_KEY_LEN KC_SEALED_LEN(KC_KEY_LEN)
+#define KC_VERIFIER_PLAIN_LEN 32
+#define KC_VERIFIER_LEN KC_SEALED_LEN(KC_VERIFIER_PLAIN_LEN)
+#define KC_DATA_KEY_MAX 1024        /* GenerateDataKey NumberOfBytes limit */
+#define KC_ENCRYPT_MAX 4096         /* Encrypt plaintext limit */
+
+/* ---- context.c: canonical encryption context ------------------------------ */
+
+/*
+ * u16 pair count, then for each pair sorted by key (bytewise): u16 key
+ * length, key, u16 value length, value; big-endian. NULL ctx = no pairs.
+ * Duplicate or empty keys, over-long strings: KC_VALIDATION.
+ * *out is malloc'ed (never NULL on success); free() it.
+ */
+enum kc_status kc_context_serialize(const struct kc_context *ctx, uint8_t **out,
+		size_t *out_len, struct kc_error *err);
+
+/* ---- uuid.c ----------------------------------------------------------------- */
+
+/* Random (v4) UUID, lower-case text. */
+void kc_uuid_v4(char out[KC_KEY_ID_LEN + 1]);
+/* Text (either case) -> binary. 0 or -1 when not a UUID. */
+int kc_uuid_parse(const char *text, uint8_t out[KC_UUID_LEN]);
+void kc_uuid_format(const uint8_t in[KC_UUID_LEN], char out[KC_KEY_ID_LEN + 1]);
+
+/* ---- keyref.c: key references ----------------------------------------------- */
+
+enum kc_ref_kind { KC_REF_KEY_ID, KC_REF_ALIAS };
+
+/*
+ * Classify ref: a UUID or key ARN gives KC_REF_KEY_ID and the lower-case
+ * key id in name; "alias/x" or an alias ARN gives KC_REF_ALIAS and
+ * "alias/x" in name. Anything else: KC_NOT_FOUND naming ref.
+ */
+enum kc_status kc_keyref_parse(const char *ref, enum kc_ref_kind *kind,
+		char name[KC_ALIAS_MAX + 1], struct kc_error *err);
+/* KC_OK or KC_INVALID_ALIAS with the reason. */
+enum kc_status kc_alias_name_check(const char *alias_name, struct kc_error *err);
+void kc_key_arn(const char *key_id, char out[KC_ARN_MAX]);
+
+/* ---- seal.c: secrets sealed under the root key ------------------------------- */
+
+/* out = nonce ‖ ciphertext ‖ tag, KC_SEALED_LEN(in_len) bytes. */
+void kc_seal(const uint8_t key[KC_KEY_LEN], const uint8_t *aad, size_t aad_len,
+		const uint8_t *in, size_t in_len, uint8_t *out);
+/* Inverse of kc_seal; out gets sealed_len - KC_SEALED_LEN(0) bytes. 0 or -1. */
+int kc_unseal(const uint8_t key[KC_KEY_LEN], const uint8_t *aad, size_t aad_len,
+		const uint8_t *sealed, size_t sealed_len, uint8_t *out);
+/* AAD binding sealed key material to its key and version: key id ‖ u32 version. */
+#define KC_MATERIAL_AAD_LEN (KC_UUID_LEN + 4)
+void kc_material_aad(const uint8_t key_uuid[KC_UUID_LEN], uint32_t version,
+		uint8_t out[KC_MATERIAL_AAD_LEN]);
+
+/* ---- blob.c: ciphertext blobs ------------------------------------------------ */
+
+/*
+ * u8 version (1) ‖ 16 store id ‖ 16 key id ‖ u32 material version ‖
+ * 24 nonce ‖ ciphertext ‖ 16 tag. AAD = the header ‖ canonical context.
+ */
+#define KC_BLOB_VERSION 1
+#define KC_BLOB_HEADER_LEN (1 + KC_STORE_ID_LEN + KC_UUID_LEN + 4 + KC_NONCE_LEN)
+#define KC_BLOB_OVERHEAD (KC_BLOB_HEADER_LEN + KC_TAG_LEN)
+
+struct kc_blob_header {
+	uint8_t version;
+	uint8_t store_id[KC_STORE_ID_LEN];
+	uint8_t key_id[KC_UUID_LEN];
+	uint32_t material_version;
+	uint8_t nonce[KC_NONCE_LEN];
+};
+
+/* KC_INVALID_CIPHERTEXT when too short or of an unknown version. */
+enum kc_status kc_blob_parse_header(const uint8_t *blob, size_t blob_len,
+		struct kc_blob_header *hdr, struct kc_error *err);
+/* Fresh nonce; *blob malloc'ed. hdr->nonce is overwritten. */
+enum kc_status kc_blob_seal(const uint8_t material[KC_KEY_LEN], struct kc_blob_header *hdr,
+		const uint8_t *context, size_t context_len,
+		const uint8_t *plaintext, size_t plaintext_len,
+		uint8_t **blob, size_t *blob_len, struct kc_error *err);
+/* KC_INVALID_CIPHERTEXT on any authentication failure (plaintext wiped). */
+enum kc_status kc_blob_open(const uint8_t material[KC_KEY_LEN],
+		const uint8_t *blob, size_t blob_len,
+		const uint8_t *context, size_t context_len,
+		uint8_t *plaintext, size_t plaintext_cap, size_t *plaintext_len,
+		struct kc_error *err);
+
+/* ---- store.c: the SQLite key store ---------------------------------------------- */
+
+struct kc_store;
+
+struct kc_store_meta {
+	uint8_t store_id[KC_STORE_ID_LEN];
+	uid_t owner_uid;
+	uint8_t salt[KC_SALT_LEN];
+	uint64_t opslimit;
+	uint64_t memlimit;
+	uint8_t verifier[KC_VERIFIER_LEN];
+};
+
+struct kc_store_key {
+	char key_id[KC_KEY_ID_LEN + 1];
+	char description[KC_DESCRIPTION_MAX + 1];
+	enum kc_key_state state;
+	int64_t created;
+	uint32_t material_versions;
+};
+
+/* Fills sealed (KC_SEALED_KEY_LEN bytes) with the material for version. 0 or -1. */
+typedef int (*kc_material_sealer)(uint32_t version, uint8_t sealed[KC_SEALED_KEY_LEN], void *arg);
+
+/* create: make dir (0700) and keystore.db (0600) if missing. */
+enum kc_status kc_store_open(const char *dir, int create, struct kc_store **out,
+		struct kc_error *err);
+void kc_store_close(struct kc_store *store);
+const char *kc_store_path(const struct kc_store *store);
+
+/* KC_NOT_FOUND when the store has no metadata yet. */
+enum kc_status kc_store_get_meta(struct kc_store *store, struct kc_store_meta *meta,
+		struct kc_error *err);
+/* KC_ALREADY_EXISTS when another process initialised it first. */
+enum kc_status kc_store_put_meta(struct kc_store *store, const struct kc_store_meta *meta,
+		struct kc_error *err);
+
+/* Key row plus material count, read from the database now. KC_NOT_FOUND. */
+enum kc_status kc_store_get_key(struct kc_store *store, const char *key_id,
+		struct kc_store_key *key, struct kc_error *err);
+/* One transaction: key row (Enabled) and material version 1 from sealer. */
+enum kc_status kc_store_create_key(struct kc_store *store, const char *key_id,
+		const char *description, int64_t created,
+		kc_material_sealer sealer, void *arg, struct kc_error *err);
+/* One transaction: material version newest+1 from sealer. */
+enum kc_status kc_store_add_material(struct kc_store *store, const char *key_id,
+		kc_material_sealer sealer, void *arg, uint32_t *version, struct kc_error *err);
+/* version 0: the newest. KC_NOT_FOUND when that version does not exist. */
+enum kc_status kc_store_get_material(struct kc_store *store, const char *key_id,
+		uint32_t version, uint8_t sealed[KC_SEALED_KEY_LEN], uint32_t *version_out,
+		struct kc_error *err);
+enum kc_status kc_store_set_state(struct kc_store *store, const char *key_id,
+		enum kc_key_state state, struct kc_error *err);
+/* Every key id, oldest first; *ids malloc'ed. */
+enum kc_status kc_store_list_keys(struct kc_store *store,
+		char (**ids)[KC_KEY_ID_LEN + 1], size_t *count, struct kc_error *err);
+
+/* Alias -> key id. KC_NOT_FOUND. */
+enum kc_status kc_store_get_alias(struct kc_store *store, const char *alias_name,
+		char key_id[KC_KEY_ID_LEN + 1], struct kc_error *err);
+/* key_id NULL deletes (KC_NOT_FOUND if absent); otherwise create or re-point. */
+enum kc_status kc_store_set_alias(struct kc_store *store, const char *alias_name,
+		const char *key_id, struct kc_error *err);
+enum kc_status kc_store_key_aliases(struct kc_store *store, const char *key_id,
+		char (*names)[256], size_t max, size_t *count, struct kc_error *err);
+
+/* allow=0 on an absent principal: KC_NOT_FOUND. */
+enum kc_status kc_store_set_principal(struct kc_store *store, const char *key_id,
+		const char *principal, int allow, struct kc_error *err);
+enum kc_status kc_store_has_principal(struct kc_store *store, const char *key_id,
+		const char *principal, int *listed, struct kc_error *err);
+enum kc_status kc_store_key_principals(struct kc_store *store, const char *key_id,
+		char (*principals)[128], size_t max, size_t *count, struct kc_error *err);
+
+/* ---- the local engine's state -------------------------------------------------- */
+
+struct kc_local {
+	struct kc_store *store;
+	uint8_t *root_key;                 /* sodium_malloc'ed, KC_KEY_LEN */
+	uint8_t store_id[KC_STORE_ID_LEN];
+	uid_t owner_uid;
+	char owner_principal[32];          /* "uid:N" */
+};
+
+static inline struct kc_local *kc_local_of(struct keyclient *kc)
+{
+	return kc->impl;
+}
+
+/* local.c: resolve any key reference to a key row read from the database now. */
+enum kc_status kc_local_find_key(struct kc_local *local, const char *key_ref,
+		struct kc_store_key *key, struct kc_error *err);
+/* KC_DISABLED / KC_INVALID_STATE unless the key is Enabled. */
+enum kc_status kc_local_require_enabled(const struct kc_store_key *key, struct kc_error *err);
+/* Unseal the key material (version 0 = newest) into secure memory. */
+enum kc_status kc_local_material(struct kc_local *local, const char *key_id,
+		uint32_t version, uint8_t material[KC_KEY_LEN], uint32_t *version_out,
+		struct kc_error *err);
+
+/* local_data.c / local_keys.c: the ops vtable entries. */
+enum kc_status kc_local_generate_data_key(struct keyclient *kc, const char *key_id,
+		const struct kc_context *ctx, const struct kc_caller *caller,
+		uint8_t *plaintext, size_t plaintext_len, uint8_t **blob, size_t *blob_len,
+		char key_arn_out[KC_ARN_MAX], struct kc_error *err);
+enum kc_status kc_local_decrypt(struct keyclient *kc, const char *key_id,
+		const uint8_t *blob, size_t blob_len, const struct kc_context *ctx,
+		const struct kc_caller *caller, uint8_t *plaintext, size_t plaintext_cap,
+		size_t *plaintext_len, char key_arn_out[KC_ARN_MAX], struct kc_error *err);
+enum kc_status kc_local_encrypt(struct keyclient *kc, const char *key_id,
+		const uint8_t *plaintext, size_t plaintext_len, const struct kc_context *ctx,
+		const struct kc_caller *caller, uint8_t **blob, size_t *blob_len,
+		struct kc_error *err);
+enum kc_status kc_local_re_encrypt(struct keyclient *kc,
+		const uint8_t *blob, size_t blob_len, const struct kc_context *src_ctx,
+		const char *dst_key_id, const struct kc_context *dst_ctx,
+		const struct kc_caller *caller, uint8_t **new_blob, size_t *new_blob_len,
+		char dst_key_arn_out[KC_ARN_MAX], struct kc_error *err);
+enum kc_status kc_local_create_key(struct keyclient *kc, const char *description,
+		const struct kc_caller *caller, struct kc_key_info *out, struct kc_error *err);
+enum kc_status kc_local_describe_key(struct keyclient *kc, const char *key_id,
+		const struct kc_caller *caller, struct kc_key_info *out, struct kc_error *err);
+enum kc_status kc_local_list_keys(struct keyclient *kc, const struct kc_caller *caller,
+		int (*fn)(const struct kc_key_info *info, void *arg), void *arg,
+		struct kc_error *err);
+enum kc_status kc_local_set_alias(struct keyclient *kc, const char *alias_name,
+		const char *target_key_id, const struct kc_caller *caller, struct kc_error *err);
+enum kc_status kc_local_set_key_enabled(struct keyclient *kc, const char *key_id,
+		int enabled, const struct kc_caller *caller, struct kc_error *err);
+enum kc_status kc_local_rotate_key(struct keyclient *kc, const char *key_id,
+		const struct kc_caller *caller, struct kc_error *err);
+enum kc_status kc_local_set_key_principal(struct keyclient *kc, const char *key_id,
+		const char *principal, int allow, const struct kc_caller *caller,
+		struct kc_error *err);
+
+/* ---- authz.c --------------------------------------------------------------------- */
+
+/*
+ * The single authorization decision for the local engine. key_id is the
+ * key the action is on (NULL for account-level actions like kms:CreateKey).
+ * KC_OK, or KC_ACCESS_DENIED with AWS's message shape.
+ */
+enum kc_status kc_authorize(struct kc_local *local, const char *key_id, const char *action,
+		const struct kc_caller *caller, struct kc_error *err);
+
+#endif /* KMSFS_KEYCLIENT_LOCAL_INTERNAL_H */

@@ -1,0 +1,731 @@
+/*
+ * store.c - the local engine's key store: SQLite database keystore.db.
+ *
+ * Tables: meta (one row: store id, owner uid, Argon2id parameters and
+ * salt, a verifier sealed under the root key), keys, key_material (each
+ * version sealed under the root key, AAD = key id ‖ version), aliases and
+ * key_principals. WAL journal with synchronous=FULL: a committed key is on
+ * disk before its first blob leaves the engine.
+ *
+ * Every statement is prepared with bound parameters. One connection per
+ * open store, serialized by a mutex (FUSE calls in from many threads);
+ * nothing is cached, so a key disabled by another process (the CLI) is
+ * seen on the next operation.
+ */
+#include "local_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#define KC_STORE_BUSY_TIMEOUT_MS 10000
+
+struct kc_store {
+	sqlite3 *db;
+	pthread_mutex_t lock;
+	char path[PATH_MAX];
+};
+
+static const char schema_sql[] =
+	"CREATE TABLE IF NOT EXISTS meta ("
+	" id INTEGER PRIMARY KEY CHECK (id = 1),"
+	" store_id BLOB NOT NULL, owner_uid INTEGER NOT NULL,"
+	" salt BLOB NOT NULL, opslimit INTEGER NOT NULL, memlimit INTEGER NOT NULL,"
+	" verifier BLOB NOT NULL, created INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS keys ("
+	" key_id TEXT PRIMARY KEY, description TEXT NOT NULL,"
+	" state TEXT NOT NULL, created INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS key_material ("
+	" key_id TEXT NOT NULL REFERENCES keys(key_id), version INTEGER NOT NULL,"
+	" sealed BLOB NOT NULL, created INTEGER NOT NULL, PRIMARY KEY (key_id, version));"
+	"CREATE TABLE IF NOT EXISTS aliases ("
+	" name TEXT PRIMARY KEY, key_id TEXT NOT NULL REFERENCES keys(key_id));"
+	"CREATE TABLE IF NOT EXISTS key_principals ("
+	" key_id TEXT NOT NULL REFERENCES keys(key_id), principal TEXT NOT NULL,"
+	" PRIMARY KEY (key_id, principal));";
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static enum kc_status db_fail(struct kc_store *store, struct kc_error *err, const char *what)
+{
+	int code = sqlite3_errcode(store->db);
+	enum kc_status status = (code == SQLITE_BUSY || code == SQLITE_LOCKED) ?
+		KC_DEPENDENCY_TIMEOUT : KC_INTERNAL;
+
+	return kc_fail(err, status, "key store %s: %s failed: %s", store->path, what,
+			sqlite3_errmsg(store->db));
+}
+
+static enum kc_status prepare(struct kc_store *store, const char *sql, sqlite3_stmt **stmt,
+		struct kc_error *err)
+{
+	if (sqlite3_prepare_v2(store->db, sql, -1, stmt, NULL) != SQLITE_OK) {
+		*stmt = NULL;
+		return db_fail(store, err, "prepare");
+	}
+	return KC_OK;
+}
+
+/* Run a statement with no result rows to completion. */
+static enum kc_status step_done(struct kc_store *store, sqlite3_stmt *stmt, const char *what,
+		struct kc_error *err)
+{
+	if (sqlite3_step(stmt) != SQLITE_DONE)
+		return db_fail(store, err, what);
+	return KC_OK;
+}
+
+static enum kc_status exec_sql(struct kc_store *store, const char *sql, const char *what,
+		struct kc_error *err)
+{
+	if (sqlite3_exec(store->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return db_fail(store, err, what);
+	return KC_OK;
+}
+
+static void store_lock(struct kc_store *store)
+{
+	pthread_mutex_lock(&store->lock);
+}
+
+static void store_unlock(struct kc_store *store)
+{
+	pthread_mutex_unlock(&store->lock);
+}
+
+static const char *state_text(enum kc_key_state state)
+{
+	return kc_key_state_name(state);
+}
+
+static enum kc_key_state state_from_text(const char *text)
+{
+	if (text && strcmp(text, "Enabled") == 0)
+		return KC_KEY_ENABLED;
+	if (text && strcmp(text, "PendingDeletion") == 0)
+		return KC_KEY_PENDING_DELETION;
+	return KC_KEY_DISABLED;   /* unknown states never allow use */
+}
+
+static void copy_text(char *out, size_t out_len, const unsigned char *text)
+{
+	snprintf(out, out_len, "%s", text ? (const char *)text : "");
+}
+
+/* Copies a BLOB column of exactly len bytes. -1 if the size differs. */
+static int copy_blob_column(sqlite3_stmt *stmt, int col, uint8_t *out, size_t len)
+{
+	const void *data = sqlite3_column_blob(stmt, col);
+
+	if (!data || (size_t)sqlite3_column_bytes(stmt, col) != len)
+		return -1;
+	memcpy(out, data, len);
+	return 0;
+}
+
+/* ---- open / close ----------------------------------------------------------------- */
+
+/* mkdir -p with 0700 for every directory it creates. */
+static enum kc_status make_dirs(const char *dir, struct kc_error *err)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+		return kc_fail(err, KC_VALIDATION, "key store %.100s...: path too long", dir);
+	for (char *slash = strchr(path + 1, '/'); ; slash = strchr(slash + 1, '/')) {
+		if (slash)
+			*slash = '\0';
+		if (mkdir(path, 0700) != 0 && errno != EEXIST)
+			return kc_fail(err, KC_VALIDATION, "key store %s: cannot create directory %s: %s",
+					dir, path, strerror(errno));
+		if (!slash)
+			break;
+		*slash = '/';
+	}
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+		return kc_fail(err, KC_VALIDATION, "key store %s: not a directory", dir);
+	return KC_OK;
+}
+
+/* Create keystore.db 0600 before SQLite does (it would use 0644 & ~umask). */
+static enum kc_status precreate_db(const char *path, struct kc_error *err)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	if (fd < 0)
+		return kc_fail(err, KC_VALIDATION, "key store %s: cannot create: %s", path, strerror(errno));
+	close(fd);
+	return KC_OK;
+}
+
+static enum kc_status configure(struct kc_store *store, struct kc_error *err)
+{
+	enum kc_status rc;
+
+	sqlite3_busy_timeout(store->db, KC_STORE_BUSY_TIMEOUT_MS);
+	rc = exec_sql(store, "PRAGMA journal_mode=WAL", "enabling WAL", err);
+	if (rc == KC_OK)
+		rc = exec_sql(store, "PRAGMA synchronous=FULL", "setting synchronous=FULL", err);
+	if (rc == KC_OK)
+		rc = exec_sql(store, "PRAGMA foreign_keys=ON", "enabling foreign keys", err);
+	if (rc == KC_OK)
+		rc = exec_sql(store, schema_sql, "creating the schema", err);
+	return rc;
+}
+
+enum kc_status kc_store_open(const char *dir, int create, struct kc_store **out,
+		struct kc_error *err)
+{
+	struct kc_store *store = NULL;
+	enum kc_status rc = KC_OK;
+	int mutex_ready = 0;
+
+	*out = NULL;
+	store = calloc(1, sizeof *store);
+	if (!store) {
+		rc = kc_fail(err, KC_INTERNAL, "key store %s: out of memory", dir);
+		goto out;
+	}
+	if (snprintf(store->path, sizeof store->path, "%s/%s", dir, KC_STORE_DB_NAME) >= (int)sizeof store->path) {
+		rc = kc_fail(err, KC_VALIDATION, "key store %.100s...: path too long", dir);
+		goto out;
+	}
+	if (create) {
+		rc = make_dirs(dir, err);
+		if (rc == KC_OK)
+			rc = precreate_db(store->path, err);
+		if (rc != KC_OK)
+			goto out;
+	} else if (access(store->path, F_OK) != 0) {
+		rc = kc_fail(err, KC_NOT_FOUND, "key store %s: not found (%s: %s); create one with `kmsfs init`",
+				dir, store->path, strerror(errno));
+		goto out;
+	}
+	if (pthread_mutex_init(&store->lock, NULL) != 0) {
+		rc = kc_fail(err, KC_INTERNAL, "key store %s: cannot create mutex", dir);
+		goto out;
+	}
+	mutex_ready = 1;
+	if (sqlite3_open_v2(store->path, &store->db,
+			SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
+		rc = kc_fail(err, KC_INTERNAL, "key store %s: cannot open database: %s", store->path,
+				store->db ? sqlite3_errmsg(store->db) : "out of memory");
+		goto out;
+	}
+	rc = configure(store, err);
+	if (rc != KC_OK)
+		goto out;
+	*out = store;
+	store = NULL;
+out:
+	if (store) {
+		sqlite3_close(store->db);
+		if (mutex_ready)
+			pthread_mutex_destroy(&store->lock);
+		free(store);
+	}
+	return rc;
+}
+
+void kc_store_close(struct kc_store *store)
+{
+	if (!store)
+		return;
+	sqlite3_close(store->db);
+	pthread_mutex_destroy(&store->lock);
+	free(store);
+}
+
+const char *kc_store_path(const struct kc_store *store)
+{
+	return store->path;
+}
+
+/* ---- meta ------------------------------------------------------------------------- */
+
+static enum kc_status read_meta_row(struct kc_store *store, sqlite3_stmt *stmt,
+		struct kc_store_meta *meta, struct kc_error *err)
+{
+	if (copy_blob_column(stmt, 0, meta->store_id, KC_STORE_ID_LEN) != 0 ||
+	    copy_blob_column(stmt, 2, meta->salt, KC_SALT_LEN) != 0 ||
+	    copy_blob_column(stmt, 5, meta->verifier, KC_VERIFIER_LEN) != 0 ||
+	    sqlite3_column_int64(stmt, 3) <= 0 || sqlite3_column_int64(stmt, 4) <= 0)
+		return kc_fail(err, KC_INTERNAL, "key store %s: metadata malformed (store id, salt, "
+				"Argon2id parameters or verifier)", store->path);
+	meta->owner_uid = (uid_t)sqlite3_column_int64(stmt, 1);
+	meta->opslimit = (uint64_t)sqlite3_column_int64(stmt, 3);
+	meta->memlimit = (uint64_t)sqlite3_column_int64(stmt, 4);
+	return KC_OK;
+}
+
+enum kc_status kc_store_get_meta(struct kc_store *store, struct kc_store_meta *meta,
+		struct kc_error *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	enum kc_status rc;
+	int step;
+
+	store_lock(store);
+	rc = prepare(store, "SELECT store_id, owner_uid, salt, opslimit, memlimit, verifier "
+			"FROM meta WHERE id = 1", &stmt, err);
+	if (rc != KC_OK)
+		goto out;
+	step = sqlite3_step(stmt);
+	if (step == SQLITE_DONE)
+		rc = kc_fail(err, KC_NOT_FOUND, "key store %s: not initialised", store->path);
+	else if (step == SQLITE_ROW)
+		rc = read_meta_row(store, stmt, meta, err);
+	else
+		rc = db_fail(store, err, "reading metadata");
+out:
+	sqlite3_finalize(stmt);
+	store_unlock(store);
+	return rc;
+}
+
+enum kc_status kc_store_put_meta(struct kc_store *store, const struct kc_store_meta *meta,
+		struct kc_error *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	enum kc_status rc;
+	int step;
+
+	store_lock(store);
+	rc = prepare(store, "INSERT INTO meta (id, store_id, owner_uid, salt, opslimit, memlimit, "
+			"verifier, created) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, strftime('%s','now'))", &stmt, err);
+	if (rc != KC_OK)
+		goto out;
+	sqlite3_bind_blob(stmt, 1, meta->store_id, KC_STORE_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 2, (sqlite3_int64)meta->owner_uid);
+	sqlite3_bind_blob(stmt, 3, meta->salt, KC_SALT_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 4, (sqlite3_int64)meta->opslimit);
+	sqlite3_bind_int64(stmt, 5, (sqlite3_int64)meta->memlimit);
+	sqlite3_bind_blob(stmt, 6, meta->verifier, KC_VERIFIER_LEN, SQLITE_STATIC);
+	step = sqlite3_step(stmt);
+	if (step == SQLITE_CONSTRAINT)
+		rc = kc_fail(err, KC_ALREADY_EXISTS, "key store %s: already initialised", store->path);
+	else if (step != SQLITE_DONE)
+		rc = db_fail(store, err, "writing metadata");
+out:
+	sqlite3_finalize(stmt);
+	store_unlock(store);
+	return rc;
+}
+
+/* ---- keys ------------------------------------------------------------------------- */
+
+static enum kc_status get_key_locked(struct kc_store *store, const char *key_id,
+		struct kc_store_key *key, struct kc_error *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	enum kc_status rc;
+	int step;
+
+	rc = prepare(store, "SELECT description, state, created, "
+			"(SELECT COUNT(*) FROM key_material m WHERE m.key_id = k.key_id) "
+			"FROM keys k WHERE k.key_id = ?1", &stmt, err);
+	if (rc != KC_OK)
+		goto out;
+	sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
+	step = sqlite3_step(stmt);
+	if (step == SQLITE_DONE) {
+		rc = kc_fail(err, KC_NOT_FOUND, "key %s%s: not found in key store %s",
+				KC_KEY_ARN_PREFIX, key_id, store->path);
+		goto out;
+	}
+	if (step != SQLITE_ROW) {
+		rc = db_fail(store, err, "reading a key");
+		goto out;
+	}
+	if (key->key_id != key_id)   /* callers may pass key->key_id itself */
+		snprintf(key->key_id, sizeof key->key_id, "%.*s", KC_KEY_ID_LEN, key_id);
+	copy_text(key->description, sizeof key->description, sqlite3_column_text(stmt, 0));
+	key->state = state_from_text((const char *)sqlite3_column_text(stmt, 1));
+	key->created = sqlite3_column_int64(stmt, 2);
+	key->material_versions = (uint32_t)sqlite3_column_int64(stmt, 3);
+out:
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+enum kc_status kc_store_get_key(struct kc_store *store, const char *key_id,
+		struct kc_store_key *key, struct kc_error *err)
+{
+	enum kc_status rc;
+
+	store_lock(store);
+	rc = get_key_locked(store, key_id, key, err);
+	store_unlock(store);
+	return rc;
+}
+
+static enum kc_status insert_key_row(struct kc_store *store, const char *key_id,
+		const char *description, int64_t created, struct kc_error *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	enum kc_status rc;
+
+	rc = prepare(store, "INSERT INTO keys (key_id, description, state, created) "
+			"VALUES (?1, ?2, ?3, ?4)", &stmt, err);
+	if (rc != KC_OK)
+		goto out;
+	sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, description, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, state_text(KC_KEY_ENABLED), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 4, created);
+	rc = step_done(store, stmt, "inserting a key", err);
+out:
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/* Inside a transaction: seal and insert material version newest+1. */
+static enum kc_status insert_next_material(struct kc_store *store, const char *key_id,
+		kc_material_sealer sealer, void *arg, uint32_t *version, struct kc_error *err)
+{
+	uint8_t sealed[KC_SEALED_KEY_LEN];
+	sqlite3_stmt *stmt = NULL;
+	enum kc_status rc;
+	uint32_t next;
+
+	rc = prepare(store, "SELECT COALESCE(MAX(version), 0) FROM key_material WHERE key_id = ?1", &stmt, err);
+	if (rc != KC_OK)
+		goto out;
+	sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
+	if (sqlite3_step(stmt) != SQLITE_ROW) {
+		rc = db_fail(store, err, "reading material versions");
+		goto out;
+	}
+	next = (uint32_t)sqlite3_column_int64(stmt, 0) + 1;
+	sqlite3_finalize(stmt);
+	stmt = NULL;
+	if (sealer(next, sealed, arg) != 0) {
+		rc = kc_fail(err, KC_INTERNAL, "key %s: sealing new key material failed", key_id);
+		goto out;
+	}
+	rc = prepare(store, "INSERT INTO key_material (key_id, version, sealed, created) "
+			"VALUES (?1, ?2, ?3, strftime('%s','now'))", &stmt, err);
+	if (rc != KC_OK)
+		goto out;
+	sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 2, next);
+	sqlite3_bind_blob(stmt, 3, sealed, sizeof sealed, SQLITE_STATIC);
+	rc = step_done(store, stmt, "inserting key material", err);
+	if (rc == KC_OK && version)
+		*version = next;
+out:
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+static enum kc_status commit_or_rollback(struct kc_store *store, enum kc_status rc,
+		struct kc_error *err)
+{
+	if (rc == KC_OK)
+		return exec_sql(store, "COMMIT", "committing", err);
+	sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+enum kc_status kc_store_create_key(struct kc_store *store, const char *key_id,
+		const char *description, int64_t created,
+		kc_material_sealer sealer, void *arg, struct kc_error *err)
+{
+	enum kc_status rc;
+
+	store_lock(store);
+	rc = exec_sql(store, "BEGIN IMMEDIATE", "starting a transaction", err);
+	if (rc != KC_OK)
+		goto out;
+	rc = insert_key_row(store, key_id, description, created, err);
+	if (rc == KC_OK)
+		rc = insert_next_material(store, key_id, sealer, arg, NULL, err);
+	rc = commit_or_rollback(store, rc, err);
+out:
+	store_unlock(store);
+	return rc;
+}
+
+enum kc_status kc_store_add_material(struct kc_store *store, const char *key_id,
+		kc_material_sealer sealer, void *arg, uint32_t *version, struct kc_error *err)
+{
+	struct kc_store_key key;
+	enum kc_status rc;
+
+	store_lock(store);
+	rc = exec_sql(store, "BEGIN IMMEDIATE", "starting a transaction", err);
+	if (rc != KC_OK)
+		goto out;
+	rc = get_key_locked(store, key_id, &key, err);
+	if (rc == KC_OK)
+		rc = insert_next_material(store, key_id, sealer, arg, version, err);
+	rc = commit_or_rollback(store, rc, err);
+out:
+	store_unlock(store);
+	return rc;
+}
+
+enum kc_status kc_store_get_material(struct kc_store *store, const char *key_id,
+		uint32_t version, uint8_t sealed[KC_SEALED_KEY_LEN], uint32_t *version_out,
+		struct kc_error *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	enum kc_status rc;
+	int step;
+
+	store_lock(store);
+	rc = prepare(store, "SELECT version, sealed FROM key_material WHERE key_id = ?1 "
+			"AND (?2 = 0 OR version = ?2) ORDER BY version DESC LIMIT 1", &stmt, err);
+	if (rc != KC_OK)
+		goto out;
+	sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 2, version);
+	step = sqlite3_step(stmt);
+	if (step == SQLITE_DONE)
+		rc = kc_fail(err, KC_NOT_FOUND, "key %s: key material version %u not found in key store %s",
+				key_id, version, store->path);
+	else if (step != SQLITE_ROW)
+		rc = db_fail(store, err, "reading key material");
+	else if (copy_blob_column(stmt, 1, sealed, KC_SEALED_KEY_LEN) != 0)
+		rc = kc_fail(err, KC_INTERNAL, "key %s: sealed key material malformed in key store %s",
+				key_id, store->path);
+	else if (version_out)
+		*version_out = (uint32_t)sqlite3_column_int64(stmt, 0);
+out:
+	sqlite3_finalize(stmt);
+	store_unlock(store);
+	return rc;
+}
+
+enum kc_status kc_store_set_state(struct kc_store *store, const char *key_id,
+		enum kc_key_state state, struct kc_error *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	enum kc_status rc;
+
+	store_lock(store);
+	rc = prepare(store, "UPDATE keys SET state = ?1 WHERE key_id = ?2", &stmt, err);
+	if (rc != KC_OK)
+		goto out;
+	sqlite3_bind_text(stmt, 1, state_text(state), -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, key_id, -1, SQLITE_STATIC);
+	rc = step_done(store, stmt, "updating key state", err);
+	if (rc == KC_OK && sqlite3_changes(store->db) == 0)
+		rc = kc_fail(err, KC_NOT_FOUND, "key %s%s: not found in key store %s",
+				KC_KEY_ARN_PREFIX, key_id, store->path);
+out:
+	sqlite3_finalize(stmt);
+	store_unlock(store);
+	return rc;
+}
+
+/*
+ * Runs sql (one text parameter ?1 = param, may be NULL for none) and copies
+ * column 0 of up to max rows into out, stride bytes apart.
+ */
+static enum kc_status collect_text(struct kc_store *store, const char *sql, const char *param,
+		char *out, size_t stride, size_t max, size_t *count, struct kc_error *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	enum kc_status rc;
+	int step;
+
+	*count = 0;
+	rc = prepare(store, sql, &stmt, err);
+	if (rc != KC_OK)
+		goto out;
+	if (param)
+		sqlite3_bind_text(stmt, 1, param, -1, SQLITE_STATIC);
+	while ((step = sqlite3_step(stmt)) == SQLITE_ROW && *count < max) {
+		copy_text(out + *count * stride, stride, sqlite3_column_text(stmt, 0));
+		(*count)++;
+	}
+	if (step == SQLITE_ROW)   /* more rows than room: the first max are enough */
+		step = SQLITE_DONE;
+	if (step != SQLITE_DONE)
+		rc = db_fail(store, err, "listing");
+out:
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+static enum kc_status count_rows(struct kc_store *store, size_t *count, struct kc_error *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	enum kc_status rc;
+
+	rc = prepare(store, "SELECT COUNT(*) FROM keys", &stmt, err);
+	if (rc != KC_OK)
+		goto out;
+	if (sqlite3_step(stmt) != SQLITE_ROW) {
+		rc = db_fail(store, err, "counting keys");
+		goto out;
+	}
+	*count = (size_t)sqlite3_column_int64(stmt, 0);
+out:
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+enum kc_status kc_store_list_keys(struct kc_store *store,
+		char (**ids)[KC_KEY_ID_LEN + 1], size_t *count, struct kc_error *err)
+{
+	char (*list)[KC_KEY_ID_LEN + 1] = NULL;
+	size_t capacity = 0;
+	enum kc_status rc;
+
+	*ids = NULL;
+	*count = 0;
+	store_lock(store);
+	rc = exec_sql(store, "BEGIN", "starting a transaction", err);
+	if (rc != KC_OK)
+		goto out;
+	rc = count_rows(store, &capacity, err);
+	if (rc == KC_OK) {
+		list = calloc(capacity ? capacity : 1, sizeof *list);
+		if (!list)
+			rc = kc_fail(err, KC_INTERNAL, "key store %s: out of memory listing keys", store->path);
+	}
+	if (rc == KC_OK)
+		rc = collect_text(store, "SELECT key_id FROM keys ORDER BY created, key_id", NULL,
+				list[0], sizeof *list, capacity, count, err);
+	sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL);
+	if (rc != KC_OK)
+		goto out;
+	*ids = list;
+	list = NULL;
+out:
+	free(list);
+	store_unlock(store);
+	return rc;
+}
+
+/* ---- aliases ---------------------------------------------------------------------- */
+
+enum kc_status kc_store_get_alias(struct kc_store *store, const char *alias_name,
+		char key_id[KC_KEY_ID_LEN + 1], struct kc_error *err)
+{
+	size_t found = 0;
+	enum kc_status rc;
+
+	store_lock(store);
+	rc = collect_text(store, "SELECT key_id FROM aliases WHERE name = ?1", alias_name,
+			key_id, KC_KEY_ID_LEN + 1, 1, &found, err);
+	if (rc == KC_OK && found == 0)
+		rc = kc_fail(err, KC_NOT_FOUND, "alias %s: not found in key store %s", alias_name, store->path);
+	store_unlock(store);
+	return rc;
+}
+
+enum kc_status kc_store_set_alias(struct kc_store *store, const char *alias_name,
+		const char *key_id, struct kc_error *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	enum kc_status rc;
+
+	store_lock(store);
+	if (key_id)
+		rc = prepare(store, "INSERT INTO aliases (name, key_id) VALUES (?1, ?2) "
+				"ON CONFLICT(name) DO UPDATE SET key_id = excluded.key_id", &stmt, err);
+	else
+		rc = prepare(store, "DELETE FROM aliases WHERE name = ?1", &stmt, err);
+	if (rc != KC_OK)
+		goto out;
+	sqlite3_bind_text(stmt, 1, alias_name, -1, SQLITE_STATIC);
+	if (key_id)
+		sqlite3_bind_text(stmt, 2, key_id, -1, SQLITE_STATIC);
+	rc = step_done(store, stmt, key_id ? "setting an alias" : "deleting an alias", err);
+	if (rc == KC_OK && !key_id && sqlite3_changes(store->db) == 0)
+		rc = kc_fail(err, KC_NOT_FOUND, "alias %s: not found in key store %s", alias_name, store->path);
+out:
+	sqlite3_finalize(stmt);
+	store_unlock(store);
+	return rc;
+}
+
+enum kc_status kc_store_key_aliases(struct kc_store *store, const char *key_id,
+		char (*names)[256], size_t max, size_t *count, struct kc_error *err)
+{
+	enum kc_status rc;
+
+	store_lock(store);
+	rc = collect_text(store, "SELECT name FROM aliases WHERE key_id = ?1 ORDER BY name", key_id,
+			names[0], sizeof *names, max, count, err);
+	store_unlock(store);
+	return rc;
+}
+
+/* ---- principals listed on a key ----------------------------------------------------- */
+
+enum kc_status kc_store_set_principal(struct kc_store *store, const char *key_id,
+		const char *principal, int allow, struct kc_error *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	enum kc_status rc;
+
+	store_lock(store);
+	if (allow)
+		rc = prepare(store, "INSERT OR IGNORE INTO key_principals (key_id, principal) "
+				"VALUES (?1, ?2)", &stmt, err);
+	else
+		rc = prepare(store, "DELETE FROM key_principals WHERE key_id = ?1 AND principal = ?2",
+				&stmt, err);
+	if (rc != KC_OK)
+		goto out;
+	sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, principal, -1, SQLITE_STATIC);
+	rc = step_done(store, stmt, "updating key principals", err);
+	if (rc == KC_OK && !allow && sqlite3_changes(store->db) == 0)
+		rc = kc_fail(err, KC_NOT_FOUND, "principal %s: not listed on key %s%s",
+				principal, KC_KEY_ARN_PREFIX, key_id);
+out:
+	sqlite3_finalize(stmt);
+	store_unlock(store);
+	return rc;
+}
+
+enum kc_status kc_store_has_principal(struct kc_store *store, const char *key_id,
+		const char *principal, int *listed, struct kc_error *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	enum kc_status rc;
+	int step;
+
+	*listed = 0;
+	store_lock(store);
+	rc = prepare(store, "SELECT 1 FROM key_principals WHERE key_id = ?1 AND principal = ?2",
+			&stmt, err);
+	if (rc != KC_OK)
+		goto out;
+	sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, principal, -1, SQLITE_STATIC);
+	step = sqlite3_step(stmt);
+	if (step == SQLITE_ROW)
+		*listed = 1;
+	else if (step != SQLITE_DONE)
+		rc = db_fail(store, err, "reading key principals");
+out:
+	sqlite3_finalize(stmt);
+	store_unlock(store);
+	return rc;
+}
+
+enum kc_status kc_store_key_principals(struct kc_store *store, const char *key_id,
+		char (*principals)[128], size_t max, size_t *count, struct kc_error *err)
+{
+	enum kc_status rc;
+
+	store_lock(store);
+	rc = collect_text(store, "SELECT principal FROM key_principals WHERE key_id = ?1 "
+			"ORDER BY principal", key_id, principals[0], sizeof *principals, max, count, err);
+	store_unlock(store);
+	return rc;
+}
