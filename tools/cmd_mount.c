@@ -1,0 +1,265 @@
+/*
+ * cmd_mount.c - `kmsfs mount` and `kmsfs umount`.
+ *
+ * Everything that can fail for a reason the user must see (passphrase,
+ * key store, config authentication, the mount itself) happens before the
+ * command returns. Without -f the work runs in a child that detaches once
+ * the mount is live; the parent waits for that and exits with the child's
+ * verdict. Secrets are only ever created in the child, so they stay in
+ * locked memory (mlock is not inherited across fork).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "fs.h"
+
+static const char usage[] =
+	"usage: kmsfs mount [-f] [-o OPTS] [--keystore DIR] [--passfile FILE] [--extpass CMD]\n"
+	"                   [--audit-log FILE] [--key-cache-ttl SECONDS] CIPHERDIR MOUNTPOINT\n"
+	"\n"
+	"Mount the volume in CIPHERDIR at MOUNTPOINT; returns once mounted.\n"
+	"  -f                   stay in the foreground\n"
+	"  -o OPTS              FUSE options (allow_other, default_permissions, ro, ...) and\n"
+	"                       keystore=DIR, passfile=FILE, audit_log=FILE, key_cache_ttl=N,\n"
+	"                       writeback_cache (as used by fstab / mount -t fuse.kmsfs)\n"
+	"  --keystore DIR       local key store (default $XDG_DATA_HOME/kmsfs)\n"
+	"  --passfile FILE      key store passphrase from FILE\n"
+	"  --extpass CMD        key store passphrase from CMD's output\n"
+	"  --audit-log FILE     CloudTrail-format audit log (default KEYSTORE/audit.log)\n"
+	"  --key-cache-ttl N    seconds an unwrapped data key is reused for the same user\n"
+	"                       without asking the key service (default 60; 0 = always ask).\n"
+	"                       This is how long disabling a key can take to deny opens.\n"
+	"Unmount with: kmsfs umount MOUNTPOINT  (or fusermount3 -u MOUNTPOINT)\n";
+
+#define MAX_FUSE_ARGS 64
+
+struct mount_cli {
+	struct cli_keystore ks;
+	struct kmsfs_mount_opts opts;
+	const char *audit_log;
+	char fuse_opts[4096];          /* comma-joined options for FUSE */
+	char *fuse_argv[MAX_FUSE_ARGS];
+	int allow_other, default_permissions;
+	char cipherdir[PATH_MAX], mountpoint[PATH_MAX];
+};
+
+/* Options mount(8) knows and FUSE does not; fstab lines carry them. */
+static int is_mount8_only(const char *opt)
+{
+	static const char *const names[] = { "defaults", "auto", "noauto", "nofail", "_netdev",
+					     "user", "users", "nouser", "owner", "group", NULL };
+
+	for (int i = 0; names[i]; i++)
+		if (!strcmp(opt, names[i]))
+			return 1;
+	return !strncmp(opt, "x-", 2) || !strncmp(opt, "comment=", 8);
+}
+
+static int add_fuse_opt(struct mount_cli *m, const char *opt)
+{
+	size_t used = strlen(m->fuse_opts);
+
+	if (used + strlen(opt) + 2 > sizeof(m->fuse_opts))
+		return cli_error("too many mount options");
+	if (used)
+		strcat(m->fuse_opts, ",");
+	strcat(m->fuse_opts, opt);
+	return 0;
+}
+
+static int parse_ttl(const char *value, int *ttl)
+{
+	char *end;
+	long n = strtol(value, &end, 10);
+
+	if (!*value || *end || n < 0 || n > 86400)
+		return cli_error("key cache ttl \"%s\": expected seconds from 0 to 86400", value);
+	*ttl = (int)n;
+	return 0;
+}
+
+/* Split one -o argument: ours are consumed, FUSE's are passed on. */
+static int parse_o(struct mount_cli *m, char *list)
+{
+	char *save = NULL;
+
+	for (char *opt = strtok_r(list, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+		if (!strncmp(opt, "keystore=", 9))
+			m->ks.dir = opt + 9;
+		else if (!strncmp(opt, "passfile=", 9))
+			m->ks.passfile = opt + 9;
+		else if (!strncmp(opt, "extpass=", 8))
+			m->ks.extpass = opt + 8;
+		else if (!strncmp(opt, "audit_log=", 10))
+			m->audit_log = opt + 10;
+		else if (!strncmp(opt, "key_cache_ttl=", 14)) {
+			if (parse_ttl(opt + 14, &m->opts.key_cache_ttl))
+				return 1;
+		} else if (!strcmp(opt, "writeback_cache"))
+			m->opts.writeback_cache = 1;
+		else if (is_mount8_only(opt))
+			continue;
+		else {
+			m->allow_other |= !strcmp(opt, "allow_other");
+			m->default_permissions |= !strcmp(opt, "default_permissions");
+			if (add_fuse_opt(m, opt))
+				return 1;
+		}
+	}
+	return 0;
+}
+
+static int parse_args(struct mount_cli *m, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "keystore", required_argument, NULL, 's' },
+		{ "passfile", required_argument, NULL, 'p' },
+		{ "extpass", required_argument, NULL, 'e' },
+		{ "audit-log", required_argument, NULL, 'a' },
+		{ "key-cache-ttl", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	int opt;
+
+	m->opts.key_cache_ttl = 60;
+	while ((opt = getopt_long(argc, argv, "fo:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'f': m->opts.foreground = 1; break;
+		case 'o': if (parse_o(m, optarg)) return 1; break;
+		case 's': m->ks.dir = optarg; break;
+		case 'p': m->ks.passfile = optarg; break;
+		case 'e': m->ks.extpass = optarg; break;
+		case 'a': m->audit_log = optarg; break;
+		case 't': if (parse_ttl(optarg, &m->opts.key_cache_ttl)) return 1; break;
+		case 'h': fputs(usage, stdout); exit(0);
+		default: fputs(usage, stderr); return 2;
+		}
+	}
+	if (optind != argc - 2) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	if (!realpath(argv[optind], m->cipherdir))
+		return cli_error("%s: %s", argv[optind], strerror(errno));
+	if (!realpath(argv[optind + 1], m->mountpoint))
+		return cli_error("%s: %s", argv[optind + 1], strerror(errno));
+	/* Several users through one root daemon: let the kernel check modes. */
+	if (m->allow_other && !m->default_permissions && geteuid() == 0 &&
+	    add_fuse_opt(m, "default_permissions"))
+		return 1;
+	m->opts.cipherdir = m->cipherdir;
+	m->opts.mountpoint = m->mountpoint;
+	if (m->fuse_opts[0]) {
+		m->fuse_argv[0] = "-o";
+		m->fuse_argv[1] = m->fuse_opts;
+		m->opts.fuse_argc = 2;
+	}
+	m->opts.fuse_argv = m->fuse_argv;
+	return 0;
+}
+
+/* Unlock, authenticate, mount, serve. Runs in the child unless -f. */
+static int run_mount(struct mount_cli *m, int notify_fd)
+{
+	char principal[64], errbuf[512], audit_path[PATH_MAX + 16];
+	struct keyclient *kc = NULL;
+	struct kc_audit *audit = NULL;
+	struct kc_caller caller;
+	struct kmsfs_volume vol;
+	int ret = 1;
+
+	if (cli_open_keyclient(&m->ks, 0, &kc) != 0)
+		return 1;
+	if (m->audit_log)
+		snprintf(audit_path, sizeof(audit_path), "%s", m->audit_log);
+	else
+		cli_default_audit_path(&m->ks, audit_path, sizeof(audit_path));
+	audit = kc_audit_open(audit_path);
+	if (!audit) {
+		cli_error("%s: cannot open audit log: %s", audit_path, strerror(errno));
+		goto out;
+	}
+	keyclient_set_audit(kc, audit);
+	cli_caller(&caller, principal, sizeof(principal));
+	if (kmsfs_volume_load(m->cipherdir, kc, &caller, &vol, errbuf, sizeof(errbuf)) != 0) {
+		cli_error("%s", errbuf);
+		goto out;
+	}
+	ret = kmsfs_fs_mount(&m->opts, &vol, kc, audit, notify_fd);
+out:
+	keyclient_free(kc);
+	kc_audit_close(audit);
+	return ret;
+}
+
+/* Parent side of the daemon: exit when the child says mounted, or failed. */
+static int wait_for_child(pid_t child, int notify_rd)
+{
+	char status;
+	ssize_t got;
+	int wstatus;
+
+	do {
+		got = read(notify_rd, &status, 1);
+	} while (got < 0 && errno == EINTR);
+	close(notify_rd);
+	if (got == 1)
+		return 0;
+	if (waitpid(child, &wstatus, 0) < 0)
+		return 1;
+	return WIFEXITED(wstatus) && WEXITSTATUS(wstatus) ? WEXITSTATUS(wstatus) : 1;
+}
+
+int cmd_mount(int argc, char **argv)
+{
+	struct mount_cli *m = calloc(1, sizeof(*m));
+	int pipefd[2], ret;
+	pid_t child;
+
+	if (!m)
+		return cli_error("out of memory");
+	ret = parse_args(m, argc, argv);
+	if (ret != 0 || m->opts.foreground) {
+		if (ret == 0)
+			ret = run_mount(m, -1);
+		free(m);
+		return ret;
+	}
+	if (pipe(pipefd) < 0)
+		return cli_error("pipe: %s", strerror(errno));
+	fflush(NULL);
+	child = fork();
+	if (child < 0)
+		return cli_error("fork: %s", strerror(errno));
+	if (child > 0) {
+		close(pipefd[1]);
+		free(m);
+		return wait_for_child(child, pipefd[0]);
+	}
+	close(pipefd[0]);
+	ret = run_mount(m, pipefd[1]);
+	free(m);
+	_exit(ret);
+}
+
+int cmd_umount(int argc, char **argv)
+{
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		puts("usage: kmsfs umount MOUNTPOINT\n\nUnmount a kmsfs volume "
+		     "(runs fusermount3 -u MOUNTPOINT).");
+		return 0;
+	}
+	if (argc != 2) {
+		fputs("usage: kmsfs umount MOUNTPOINT\n", stderr);
+		return 2;
+	}
+	execlp("fusermount3", "fusermount3", "-u", argv[1], (char *)NULL);
+	return cli_error("cannot run fusermount3: %s", strerror(errno));
+}
