@@ -72,27 +72,33 @@ static enum kc_status finish(enum kc_status rc, const struct kc_error *local_err
 	return rc;
 }
 
+/*
+ * One record per call. requestParameters.keyId is the key the caller named
+ * or, when it named none (Decrypt), the key the blob turned out to use.
+ */
 static void audit_call(struct keyclient *kc, const char *event_name, const char *key_id,
 		const char *key_arn, const struct kc_context *ctx, const struct kc_caller *caller,
-		enum kc_status rc, const struct kc_error *local_err)
+		const char *path, enum kc_status rc, const struct kc_error *local_err)
 {
+	const char *used_arn = key_arn && *key_arn ? key_arn : NULL;
 	struct kc_audit_event ev = {
 		.event_source = "kms.amazonaws.com",
 		.event_name = event_name,
 		.caller = caller,
-		.key_id = key_id,
+		.key_id = key_id ? key_id : used_arn,
 		.ctx = ctx,
+		.path = path,
 		.block_index = -1,
 		.err = rc == KC_OK ? NULL : local_err,
-		.key_arn = key_arn && *key_arn ? key_arn : NULL,
+		.key_arn = used_arn,
 	};
 
 	if (kc->audit)
 		kc_audit_record(kc->audit, &ev);
 }
 
-enum kc_status keyclient_generate_data_key(struct keyclient *kc, const char *key_id,
-		const struct kc_context *ctx, const struct kc_caller *caller,
+enum kc_status keyclient_generate_data_key_file(struct keyclient *kc, const char *key_id,
+		const struct kc_context *ctx, const struct kc_caller *caller, const char *path,
 		uint8_t *plaintext, size_t plaintext_len, uint8_t **blob, size_t *blob_len,
 		char key_arn_out[KC_ARN_MAX], struct kc_error *err)
 {
@@ -104,7 +110,36 @@ enum kc_status keyclient_generate_data_key(struct keyclient *kc, const char *key
 		return no_backend(err);
 	rc = kc->ops->generate_data_key(kc, key_id, ctx, caller, plaintext, plaintext_len,
 			blob, blob_len, arn, &local_err);
-	audit_call(kc, "GenerateDataKey", key_id, arn, ctx, caller, rc, &local_err);
+	audit_call(kc, "GenerateDataKey", key_id, arn, ctx, caller, path, rc, &local_err);
+	if (key_arn_out)
+		memcpy(key_arn_out, arn, KC_ARN_MAX);
+	return finish(rc, &local_err, err);
+}
+
+enum kc_status keyclient_generate_data_key(struct keyclient *kc, const char *key_id,
+		const struct kc_context *ctx, const struct kc_caller *caller,
+		uint8_t *plaintext, size_t plaintext_len, uint8_t **blob, size_t *blob_len,
+		char key_arn_out[KC_ARN_MAX], struct kc_error *err)
+{
+	return keyclient_generate_data_key_file(kc, key_id, ctx, caller, NULL, plaintext,
+			plaintext_len, blob, blob_len, key_arn_out, err);
+}
+
+enum kc_status keyclient_decrypt_file(struct keyclient *kc, const char *key_id,
+		const uint8_t *blob, size_t blob_len, const struct kc_context *ctx,
+		const struct kc_caller *caller, const char *path, uint8_t *plaintext,
+		size_t plaintext_cap, size_t *plaintext_len, char key_arn_out[KC_ARN_MAX],
+		struct kc_error *err)
+{
+	struct kc_error local_err = { 0 };
+	char arn[KC_ARN_MAX] = "";
+	enum kc_status rc;
+
+	if (!kc || !kc->ops || !kc->ops->decrypt)
+		return no_backend(err);
+	rc = kc->ops->decrypt(kc, key_id, blob, blob_len, ctx, caller, plaintext, plaintext_cap,
+			plaintext_len, arn, &local_err);
+	audit_call(kc, "Decrypt", key_id, arn, ctx, caller, path, rc, &local_err);
 	if (key_arn_out)
 		memcpy(key_arn_out, arn, KC_ARN_MAX);
 	return finish(rc, &local_err, err);
@@ -115,18 +150,8 @@ enum kc_status keyclient_decrypt(struct keyclient *kc, const char *key_id,
 		const struct kc_caller *caller, uint8_t *plaintext, size_t plaintext_cap,
 		size_t *plaintext_len, char key_arn_out[KC_ARN_MAX], struct kc_error *err)
 {
-	struct kc_error local_err = { 0 };
-	char arn[KC_ARN_MAX] = "";
-	enum kc_status rc;
-
-	if (!kc || !kc->ops || !kc->ops->decrypt)
-		return no_backend(err);
-	rc = kc->ops->decrypt(kc, key_id, blob, blob_len, ctx, caller, plaintext, plaintext_cap,
-			plaintext_len, arn, &local_err);
-	audit_call(kc, "Decrypt", key_id, arn, ctx, caller, rc, &local_err);
-	if (key_arn_out)
-		memcpy(key_arn_out, arn, KC_ARN_MAX);
-	return finish(rc, &local_err, err);
+	return keyclient_decrypt_file(kc, key_id, blob, blob_len, ctx, caller, NULL, plaintext,
+			plaintext_cap, plaintext_len, key_arn_out, err);
 }
 
 enum kc_status keyclient_encrypt(struct keyclient *kc, const char *key_id,
@@ -141,7 +166,7 @@ enum kc_status keyclient_encrypt(struct keyclient *kc, const char *key_id,
 		return no_backend(err);
 	rc = kc->ops->encrypt(kc, key_id, plaintext, plaintext_len, ctx, caller, blob, blob_len,
 			&local_err);
-	audit_call(kc, "Encrypt", key_id, NULL, ctx, caller, rc, &local_err);
+	audit_call(kc, "Encrypt", key_id, NULL, ctx, caller, NULL, rc, &local_err);
 	return finish(rc, &local_err, err);
 }
 
@@ -159,10 +184,31 @@ enum kc_status keyclient_re_encrypt(struct keyclient *kc,
 		return no_backend(err);
 	rc = kc->ops->re_encrypt(kc, blob, blob_len, src_ctx, dst_key_id, dst_ctx, caller,
 			new_blob, new_blob_len, arn, &local_err);
-	audit_call(kc, "ReEncrypt", dst_key_id, arn, dst_ctx, caller, rc, &local_err);
+	audit_call(kc, "ReEncrypt", dst_key_id, arn, dst_ctx, caller, NULL, rc, &local_err);
 	if (dst_key_arn_out)
 		memcpy(dst_key_arn_out, arn, KC_ARN_MAX);
 	return finish(rc, &local_err, err);
+}
+
+enum kc_status keyclient_create_alias(struct keyclient *kc, const char *alias_name,
+		const char *target_key_id, const struct kc_caller *caller, struct kc_error *err)
+{
+	struct kc_error local_err = { 0 };
+	struct kc_key_info existing;
+	enum kc_status rc;
+
+	if (!kc || !kc->ops || !kc->ops->describe_key || !kc->ops->set_alias)
+		return no_backend(err);
+	if (!target_key_id)
+		return kc_fail(err, KC_VALIDATION, "CreateAlias %.64s: target key missing",
+				alias_name ? alias_name : "(null)");
+	rc = kc->ops->describe_key(kc, alias_name, caller, &existing, &local_err);
+	if (rc == KC_OK)
+		return kc_fail(err, KC_ALREADY_EXISTS, "alias %s: already exists (points at key %s)",
+				alias_name, existing.arn);
+	if (rc != KC_NOT_FOUND)
+		return finish(rc, &local_err, err);
+	return kc->ops->set_alias(kc, alias_name, target_key_id, caller, err);
 }
 
 void keyclient_set_audit(struct keyclient *kc, struct kc_audit *audit)

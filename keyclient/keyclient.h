@@ -183,6 +183,20 @@ enum kc_status keyclient_decrypt(struct keyclient *kc, const char *key_id,
 		const uint8_t *blob, size_t blob_len, const struct kc_context *ctx,
 		const struct kc_caller *caller, uint8_t *plaintext, size_t plaintext_cap,
 		size_t *plaintext_len, char key_arn_out[KC_ARN_MAX], struct kc_error *err);
+/*
+ * The same two calls on behalf of a file: path (inside the volume, may be
+ * NULL) goes into the audit record's additionalEventData.path, so the log
+ * says which file a data key was generated or decrypted for.
+ */
+enum kc_status keyclient_generate_data_key_file(struct keyclient *kc, const char *key_id,
+		const struct kc_context *ctx, const struct kc_caller *caller, const char *path,
+		uint8_t *plaintext, size_t plaintext_len, uint8_t **blob, size_t *blob_len,
+		char key_arn_out[KC_ARN_MAX], struct kc_error *err);
+enum kc_status keyclient_decrypt_file(struct keyclient *kc, const char *key_id,
+		const uint8_t *blob, size_t blob_len, const struct kc_context *ctx,
+		const struct kc_caller *caller, const char *path, uint8_t *plaintext,
+		size_t plaintext_cap, size_t *plaintext_len, char key_arn_out[KC_ARN_MAX],
+		struct kc_error *err);
 enum kc_status keyclient_encrypt(struct keyclient *kc, const char *key_id,
 		const uint8_t *plaintext, size_t plaintext_len, const struct kc_context *ctx,
 		const struct kc_caller *caller, uint8_t **blob, size_t *blob_len,
@@ -192,6 +206,13 @@ enum kc_status keyclient_re_encrypt(struct keyclient *kc,
 		const char *dst_key_id, const struct kc_context *dst_ctx,
 		const struct kc_caller *caller, uint8_t **new_blob, size_t *new_blob_len,
 		char dst_key_arn_out[KC_ARN_MAX], struct kc_error *err);
+/*
+ * CreateAlias: like ops->set_alias, but KC_ALREADY_EXISTS when alias_name
+ * already names a key (ops->set_alias re-points it). Checked through
+ * describe_key, so two concurrent creators may both succeed.
+ */
+enum kc_status keyclient_create_alias(struct keyclient *kc, const char *alias_name,
+		const char *target_key_id, const struct kc_caller *caller, struct kc_error *err);
 /* The audit log is borrowed: close it after keyclient_free. */
 void keyclient_set_audit(struct keyclient *kc, struct kc_audit *audit);
 /* ops->destroy (wipes the backend's secrets), then frees kc. NULL is fine. */

@@ -157,8 +157,8 @@ static void run_audited_calls(struct test_fixture *fx, uint8_t *dek)
 			&blob, &blob_len, NULL, &err), KC_OK, err);
 	CHECK_STATUS(keyclient_decrypt(fx->kc, NULL, blob, blob_len, &ctx, test_stranger(), dek, 32,
 			&dek_len, NULL, &err), KC_ACCESS_DENIED, err);
-	CHECK_STATUS(keyclient_decrypt(fx->kc, NULL, blob, blob_len, &ctx, test_owner(), dek, 32,
-			&dek_len, NULL, &err), KC_OK, err);
+	CHECK_STATUS(keyclient_decrypt_file(fx->kc, NULL, blob, blob_len, &ctx, test_owner(),
+			"/docs/audited.txt", dek, 32, &dek_len, NULL, &err), KC_OK, err);
 	CHECK_STATUS(keyclient_generate_data_key(fx->kc, fx->key.key_id, &ctx, test_stranger(), dek, 32,
 			&denied_blob, &denied_len, NULL, &err), KC_ACCESS_DENIED, err);
 	CHECK(denied_blob == NULL && denied_len == 0);
@@ -198,8 +198,11 @@ static void test_records(void)
 		CHECK(str_is(records[0], "requestParameters", "keyId", fx.key.key_id));
 		check_kms_record(records[1], "Decrypt", "uid:64999", fx.key.arn, "AccessDeniedException");
 		CHECK(strstr(str_at(records[1], "errorMessage", NULL), "kms:Decrypt") != NULL);
-		CHECK(json_object_get(json_object_get(records[1], "requestParameters"), "keyId") == NULL);
+		/* Decrypt named no key: keyId is the key the blob used. */
+		CHECK(str_is(records[1], "requestParameters", "keyId", fx.key.arn));
+		CHECK(json_object_get(json_object_get(records[1], "additionalEventData"), "path") == NULL);
 		check_kms_record(records[2], "Decrypt", owner, fx.key.arn, NULL);
+		CHECK(str_is(records[2], "additionalEventData", "path", "/docs/audited.txt"));
 		check_kms_record(records[3], "GenerateDataKey", "uid:64999", fx.key.arn, "AccessDeniedException");
 		check_fs_record(records[4]);
 	}

@@ -180,6 +180,12 @@ static void test_aliases(struct test_fixture *fx)
 	CHECK_STATUS(ops->set_alias(fx->kc, "alias/aws/ebs", fx->key.key_id, test_owner(), &err), KC_INVALID_ALIAS, err);
 	CHECK_STATUS(ops->set_alias(fx->kc, "home", fx->key.key_id, test_owner(), &err), KC_INVALID_ALIAS, err);
 	CHECK_STATUS(ops->set_alias(fx->kc, "alias/x", "alias/missing", test_owner(), &err), KC_NOT_FOUND, err);
+	CHECK_STATUS(keyclient_create_alias(fx->kc, "alias/home", fx->key.key_id, test_owner(), &err),
+			KC_ALREADY_EXISTS, err);
+	CHECK(strcmp(err.type, "AlreadyExistsException") == 0 && strstr(err.message, second.arn) != NULL);
+	CHECK_STATUS(keyclient_create_alias(fx->kc, "alias/fresh", fx->key.key_id, test_owner(), &err), KC_OK, err);
+	CHECK_STATUS(keyclient_create_alias(fx->kc, "alias/aws/no", fx->key.key_id, test_owner(), &err),
+			KC_INVALID_ALIAS, err);
 	CHECK_STATUS(ops->set_alias(fx->kc, "alias/home", NULL, test_owner(), &err), KC_OK, err);
 	CHECK_STATUS(ops->describe_key(fx->kc, "alias/home", test_owner(), &info, &err), KC_NOT_FOUND, err);
 	CHECK(strstr(err.message, "alias/home") != NULL);
