@@ -58,6 +58,8 @@ static void test_create_and_unlock(void)
 	CHECK(stat(db, &st) == 0 && (st.st_mode & 0777) == 0600);
 
 	CHECK_STATUS(kc_local_open(dir, TEST_PASSPHRASE, 0, &kc, &err), KC_OK, err);
+	snprintf(db, sizeof db, "%s/keystore.db-wal", dir);   /* WAL journal, same mode as the db */
+	CHECK(stat(db, &st) == 0 && (st.st_mode & 0777) == 0600);
 	keyclient_free(kc);
 	kc = NULL;
 	CHECK_STATUS(kc_local_open(dir, TEST_PASSPHRASE, 1, &kc, &err), KC_OK, err);   /* exists: opened */
