@@ -64,19 +64,20 @@ def kmsfs(request):
     with open(ctx.passfile, "w") as f:
         f.write(kmsfs_it.PASSPHRASE + "\n")
     os.chmod(ctx.passfile, 0o600)
-    # First init creates the key store (and a key for the bootstrap volume).
-    ctx.bootstrap = ctx.new_volume("bootstrap")
-    assert os.path.isdir(ctx.keystore) or os.path.exists(ctx.keystore), \
-        "kmsfs init did not create the key store at %s" % ctx.keystore
-    yield ctx
-    for mnt in list(ctx.mounts):
-        ctx.unmount(mnt)
-    if not request.config.getoption("--kmsfs-keep"):
-        # never rm -rf through a mount that is still there
-        if not any(kmsfs_it.is_mounted(m) for m in glob.glob(os.path.join(base, "vols", "*", "mnt"))):
-            shutil.rmtree(base, ignore_errors=True)
-    else:
-        print("\nkmsfs integration work dir kept: %s" % base)
+    try:
+        # First init creates the key store (and a key for the bootstrap volume).
+        ctx.bootstrap = ctx.new_volume("bootstrap")
+        assert os.path.isdir(ctx.keystore), "kmsfs init did not create the key store at %s" % ctx.keystore
+        yield ctx
+    finally:
+        for mnt in list(ctx.mounts):
+            ctx.unmount(mnt)
+        if not request.config.getoption("--kmsfs-keep"):
+            # never rm -rf through a mount that is still there
+            if not any(kmsfs_it.is_mounted(m) for m in glob.glob(os.path.join(base, "vols", "*", "mnt"))):
+                shutil.rmtree(base, ignore_errors=True)
+        else:
+            print("\nkmsfs integration work dir kept: %s" % base)
 
 
 def _sanitizer_files(ctx):

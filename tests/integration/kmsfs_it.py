@@ -195,7 +195,7 @@ class Kmsfs:
             r = CmdResult(argv, None, s(e.stdout),
                           s(e.stderr) + "\n[test harness: command did not finish within %d s; "
                           "for `mount`: did the daemon keep stdout/stderr open?]" % timeout)
-        if check and p.returncode != 0:
+        if check and r.rc != 0:
             raise AssertionError("command failed: %r" % r)
         return r
 
@@ -216,6 +216,20 @@ class Kmsfs:
 
     def describe(self, key):
         return self.key("describe", key).out
+
+    def key_state(self, key):
+        """KeyState from `kmsfs key describe` (AWS-shaped JSON, or a KeyState: line)."""
+        out = self.describe(key)
+        try:
+            doc = json.loads(out)
+            md = doc.get("KeyMetadata", doc)
+            if "KeyState" in md:
+                return md["KeyState"]
+        except ValueError:
+            pass
+        m = re.search(r"(?i)\bstate\W+(Enabled|Disabled|PendingDeletion)\b", out)
+        assert m, "cannot find the key state in `kmsfs key describe` output: %r" % out
+        return m.group(1)
 
     # -- volumes ----------------------------------------------------------------------
     def new_volume(self, name, cipher=None, key=None):

@@ -2,6 +2,7 @@
 SIGTERM, `kmsfs umount`, passphrase sources, -o ro, audit log location, key CLI, --help."""
 import errno
 import os
+import shutil
 import signal
 import subprocess
 
@@ -26,20 +27,17 @@ def sh(argv, env, timeout=60):
     return kmsfs_it.CmdResult(argv, p.returncode, p.stdout, p.stderr)
 
 
-def test_mount_t_fuse_kmsfs_and_kmsfs_umount(vol, kmsfs):
-    audit_file = os.path.join(vol.root, "custom-audit.jsonl")
-    opts = "keystore=%s,passfile=%s,audit_log=%s,key_cache_ttl=0" % (kmsfs.keystore, kmsfs.passfile, audit_file)
-    r = sh(["mount", "-t", "fuse.kmsfs", vol.cipherdir, vol.mnt, "-o", opts], kmsfs.env)
-    assert r.rc == 0, "mount -t fuse.kmsfs failed: %r" % r
-    kmsfs.track_mount(vol.mnt)
+STD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _check_mounted_volume(vol, kmsfs, name):
     assert kmsfs_it.is_mounted(vol.mnt)
-    assert kmsfs_it.mount_fstype(vol.mnt) == "fuse.kmsfs", kmsfs_it.mount_fstype(vol.mnt)
-    write_file(vol.p("via-mount8"), b"hello from mount(8)")
-    assert read_file(vol.p("via-mount8")) == b"hello from mount(8)"
-    log = AuditLog(audit_file)
-    log.offset = 0
-    recs = log.wait(lambda x: x.get("eventName") == "GenerateDataKey" and rec_mentions_file(x, "via-mount8"))
-    assert recs, "-o audit_log=FILE: no GenerateDataKey record in %s:\n%s" % (audit_file, log.dump())
+    assert (kmsfs_it.mount_fstype(vol.mnt) or "").startswith("fuse"), kmsfs_it.mount_fstype(vol.mnt)
+    write_file(vol.p(name), b"hello from " + name.encode())
+    assert read_file(vol.p(name)) == b"hello from " + name.encode()
+
+
+def _kmsfs_umount(vol, kmsfs):
     pids = vol.daemon_pids()
     r = kmsfs.run("umount", vol.mnt, check=False)
     assert r.rc == 0, "kmsfs umount failed: %r" % r
@@ -47,22 +45,65 @@ def test_mount_t_fuse_kmsfs_and_kmsfs_umount(vol, kmsfs):
     kmsfs.mounts.discard(os.path.realpath(vol.mnt))
     for pid in pids:
         assert kmsfs_it.wait_for(lambda: not kmsfs_it.pid_alive(pid), 10), "daemon %d did not exit after umount" % pid
+
+
+def test_mount_t_fuse_kmsfs_and_kmsfs_umount(vol, kmsfs):
+    """`mount -t fuse.kmsfs CIPHERDIR MNT -o keystore=,passfile=,audit_log=,key_cache_ttl=`.
+    mount(8) resets PATH to the standard one before running /sbin/mount.fuse3, which runs
+    `kmsfs CIPHERDIR MNT -o ...` through /bin/sh. When kmsfs is installed on the standard PATH the
+    test goes through mount(8); otherwise it runs /sbin/mount.fuse3 itself (the exact command
+    mount(8) would run) with the build directory first in PATH."""
+    audit_file = os.path.join(vol.root, "custom-audit.jsonl")
+    opts = "keystore=%s,passfile=%s,audit_log=%s,key_cache_ttl=0" % (kmsfs.keystore, kmsfs.passfile, audit_file)
+    installed = shutil.which("kmsfs", path=STD_PATH)
+    if installed and os.path.realpath(installed) == os.path.realpath(kmsfs.bin):
+        argv = ["mount", "-t", "fuse.kmsfs", vol.cipherdir, vol.mnt, "-o", opts]
+    else:
+        argv = ["/sbin/mount.fuse3", vol.cipherdir, vol.mnt, "-t", "fuse.kmsfs", "-o", "rw," + opts]
+    r = sh(argv, kmsfs.env)
+    assert r.rc == 0, "%s failed: %r" % (argv[0], r)
+    kmsfs.track_mount(vol.mnt)
+    assert kmsfs_it.mount_fstype(vol.mnt) == "fuse.kmsfs", kmsfs_it.mount_fstype(vol.mnt)
+    _check_mounted_volume(vol, kmsfs, "via-mount8")
+    log = AuditLog(audit_file)
+    log.offset = 0
+    recs = log.wait(lambda x: x.get("eventName") == "GenerateDataKey"
+                    and rec_mentions_file(x, "via-mount8", vol.file_id("via-mount8")))
+    assert recs, "-o audit_log=FILE: no GenerateDataKey record in %s:\n%s" % (audit_file, log.dump())
+    _kmsfs_umount(vol, kmsfs)
     assert os.path.exists(vol.b("via-mount8"))
     r = kmsfs.run("umount", vol.mnt, check=False)
     assert r.rc != 0, "kmsfs umount of a directory that is not mounted should fail: %r" % r
 
 
-def test_fstab_line_with_mount_T(vol, kmsfs):
-    fstab = os.path.join(vol.root, "fstab")
-    with open(fstab, "w") as f:
-        f.write("# kmsfs test fstab\n%s %s fuse.kmsfs keystore=%s,passfile=%s,noauto 0 0\n"
-                % (vol.cipherdir, vol.mnt, kmsfs.keystore, kmsfs.passfile))
-    r = sh(["mount", "-T", fstab, vol.mnt], kmsfs.env)
-    assert r.rc == 0, "mount -T fstab MNT failed: %r" % r
+def test_mount8_with_program_path_source(vol, kmsfs):
+    """`mount -t fuse 'ABS/kmsfs#CIPHERDIR' MNT -o ...`: real mount(8) → mount.fuse3 → kmsfs,
+    with the options mount(8) adds (rw,dev,suid)."""
+    src = "%s#%s" % (kmsfs.bin, vol.cipherdir)
+    r = sh(["mount", "-t", "fuse", src, vol.mnt, "-o", "keystore=%s,passfile=%s" % (kmsfs.keystore, kmsfs.passfile)],
+           kmsfs.env)
+    assert r.rc == 0, "mount -t fuse PROG#CIPHERDIR failed: %r" % r
     kmsfs.track_mount(vol.mnt)
-    assert kmsfs_it.mount_fstype(vol.mnt) == "fuse.kmsfs"
-    write_file(vol.p("fstab-file"), b"fstab works")
-    assert read_file(vol.p("fstab-file")) == b"fstab works"
+    _check_mounted_volume(vol, kmsfs, "via-prog-source")
+    _kmsfs_umount(vol, kmsfs)
+
+
+def test_fstab_line_with_mount_T(vol, kmsfs):
+    """An fstab line, mounted with `mount -T FSTAB MNT` (mount(8) fills in the rest)."""
+    fstab = os.path.join(vol.root, "fstab")
+    installed = shutil.which("kmsfs", path=STD_PATH)
+    if installed and os.path.realpath(installed) == os.path.realpath(kmsfs.bin):
+        line = "%s %s fuse.kmsfs keystore=%s,passfile=%s,noauto 0 0\n"
+        line = line % (vol.cipherdir, vol.mnt, kmsfs.keystore, kmsfs.passfile)
+    else:  # kmsfs not installed on mount(8)'s PATH: name the program in the source field
+        line = "%s#%s %s fuse keystore=%s,passfile=%s,noauto 0 0\n"
+        line = line % (kmsfs.bin, vol.cipherdir, vol.mnt, kmsfs.keystore, kmsfs.passfile)
+    with open(fstab, "w") as f:
+        f.write("# kmsfs test fstab\n" + line)
+    r = sh(["mount", "-T", fstab, vol.mnt], kmsfs.env)
+    assert r.rc == 0, "mount -T fstab MNT failed (%s): %r" % (line.strip(), r)
+    kmsfs.track_mount(vol.mnt)
+    _check_mounted_volume(vol, kmsfs, "fstab-file")
     r = sh(["fusermount3", "-u", vol.mnt], kmsfs.env)
     assert r.rc == 0, r
     kmsfs.mounts.discard(os.path.realpath(vol.mnt))
@@ -153,13 +194,13 @@ def test_audit_log_option_and_default(vol, kmsfs, audit):
     assert read_file(vol.p("a")) == b"a"
     log = AuditLog(custom)
     log.offset = 0
-    assert log.wait(lambda r: r.get("eventName") == "Decrypt" and rec_mentions_file(r, "a")), \
+    assert log.wait(lambda r: r.get("eventName") == "Decrypt" and rec_mentions_file(r, "a", vol.file_id("a"))), \
         "--audit-log FILE has no Decrypt record:\n" + log.dump()
     vol.unmount()
     vol.mount()
     audit.mark()
     assert read_file(vol.p("a")) == b"a"
-    assert audit.wait(lambda r: r.get("eventName") == "Decrypt" and rec_mentions_file(r, "a")), \
+    assert audit.wait(lambda r: r.get("eventName") == "Decrypt" and rec_mentions_file(r, "a", vol.file_id("a"))), \
         "default audit log KEYSTORE/audit.log has no Decrypt record:\n" + audit.dump()
     vol.unmount()
 
@@ -217,21 +258,24 @@ def test_key_cli_lifecycle(kmsfs):
     listing = kmsfs.key("list").out.lower()
     assert uuid in listing, "key list does not show the new key:\n" + listing
     d = kmsfs.describe(name)
-    assert uuid in d.lower() and "lifecycle description" in d and "enabled" in d.lower(), d
+    assert uuid in d.lower() and "lifecycle description" in d, d
+    assert kmsfs.key_state(name) == "Enabled"
     second = name + "-second"
     kmsfs.key("alias", second, key)
     assert uuid in kmsfs.describe(second).lower()
-    assert kmsfs.key("create", "--alias", name, check=False).rc != 0, "duplicate alias accepted"
     kmsfs.key("disable", key)
-    assert "disabled" in kmsfs.describe(key).lower()
+    assert kmsfs.key_state(key) == "Disabled"
     kmsfs.key("enable", name)
-    assert "enabled" in kmsfs.describe(key).lower()
+    assert kmsfs.key_state(key) == "Enabled"
     kmsfs.key("rotate", key)
     assert kmsfs.key("describe", "alias/does-not-exist-%d" % os.getpid(), check=False).rc != 0
     assert kmsfs.key("describe", "00000000-0000-4000-8000-000000000000", check=False).rc != 0
     assert kmsfs.key("disable", "alias/nope-%d" % os.getpid(), check=False).rc != 0
     arn = "arn:aws:kms:local:000000000000:key/" + uuid
     assert uuid in kmsfs.describe(arn).lower()
+    r = kmsfs.key("create", "--alias", name, check=False)
+    assert r.rc != 0, "`key create --alias` with an alias that already exists succeeded: %r" % r
+    assert uuid in kmsfs.describe(name).lower(), "the existing alias was moved to another key"
 
 
 def test_rotation_keeps_old_files_readable(kmsfs):
