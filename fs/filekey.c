@@ -179,8 +179,8 @@ int kfs_key_create(struct kfs_node *node, int fd, const char *path,
 	dek = kmsfs_secure_alloc(KMSFS_DEK_LEN);
 	if (!dek)
 		return -ENOMEM;
-	status = keyclient_generate_data_key(kfs->kc, kfs->vol.key_id, &ctx, caller,
-					     dek, KMSFS_DEK_LEN, &blob, &blob_len, key_arn, &err);
+	status = keyclient_generate_data_key_file(kfs->kc, kfs->vol.key_id, &ctx, caller, path,
+						  dek, KMSFS_DEK_LEN, &blob, &blob_len, key_arn, &err);
 	if (status != KC_OK) {
 		syslog(LOG_NOTICE, "kmsfs: %s: data key generation refused (%s: %s)",
 		       path, err.type, err.message);
@@ -242,8 +242,9 @@ static int key_unwrap(struct kfs_node *node, int fd, const char *path,
 	dek = kmsfs_secure_alloc(KMSFS_DEK_LEN);
 	if (!dek)
 		return -ENOMEM;
-	status = keyclient_decrypt(kfs->kc, NULL, blob, blob_len, &ctx, caller,
-				   dek, KMSFS_DEK_LEN, &dek_len, used_arn, &err);
+	/* Name the key the xattr says wrapped it, as AWS recommends for Decrypt. */
+	status = keyclient_decrypt_file(kfs->kc, key_arn, blob, blob_len, &ctx, caller, path,
+					dek, KMSFS_DEK_LEN, &dek_len, used_arn, &err);
 	if (status != KC_OK) {
 		syslog(LOG_NOTICE, "kmsfs: %s: data key unwrap refused (%s: %s)",
 		       path, err.type, err.message);

@@ -2,6 +2,7 @@
  * fs_internal.h - private header of kmsfs's FUSE layer.
  *
  * Pieces:
+ *   inode.c  - FUSE node ids <-> backing inodes, and the names that lead to them.
  *   node.c   - per-inode state shared by every open of a file: the I/O lock
  *              that makes partial-block writes read-modify-write safely, the
  *              unwrapped data key, and which principals were authorized.
@@ -16,11 +17,15 @@
 #ifndef KMSFS_FS_INTERNAL_H
 #define KMSFS_FS_INTERNAL_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
 
 #include "fs.h"
 
@@ -57,6 +62,9 @@ struct kfs_node {
 	struct kfs_grant grants[KFS_MAX_GRANTS];
 	unsigned grant_count;
 	time_t idle_since;               /* when refs dropped to 0 */
+	int cache_known;                 /* cache_* describe what the page cache holds */
+	struct timespec cache_mtime;
+	off_t cache_size;
 	struct kfs_node *next;
 };
 
@@ -65,15 +73,109 @@ struct kfs_file {
 	int fd;                          /* backing file, O_RDWR when possible */
 	struct kfs_node *node;
 	char *path;                      /* volume-relative path at open, for messages and audit */
+	struct kfs_inode *inode;         /* the kernel inode it was opened through */
+	struct kfs_file *next_open;      /* the inode's other open handles */
 };
+
+struct kfs_link;
+
+/* A backing inode the kernel holds a node id for (inode.c). */
+struct kfs_inode {
+	dev_t dev;
+	ino_t ino;
+	mode_t type;                     /* S_IFMT bits */
+	uint64_t nlookup;                /* the kernel's lookup count */
+	unsigned refs;                   /* names of children in this directory */
+	int hashed;
+	struct kfs_link *links;          /* parent + name, one per known hard link */
+	struct kfs_file *open_files;
+	struct kfs_inode *next;          /* hash chain */
+};
+
+/* inode.c */
+void kfs_inode_root_init(dev_t dev, ino_t ino);
+struct kfs_inode *kfs_inode_of(fuse_ino_t id);
+fuse_ino_t kfs_inode_id(const struct kfs_inode *in);
+int kfs_inode_is_root(const struct kfs_inode *in);
+struct kfs_inode *kfs_inode_found(struct kfs_inode *parent, const char *name,
+				  const struct stat *st);
+void kfs_inode_forget(struct kfs_inode *in, uint64_t count);
+void kfs_inode_unlinked(struct kfs_inode *parent, const char *name, const struct stat *st);
+void kfs_inode_renamed(struct kfs_inode *from_parent, const char *from_name,
+		       const struct stat *from_st, struct kfs_inode *to_parent,
+		       const char *to_name, const struct stat *to_st, int exchanged);
+int kfs_inode_path(const struct kfs_inode *in, char *buf, size_t len);
+int kfs_child_path(const struct kfs_inode *parent, const char *name, char *buf, size_t len);
+void kfs_inode_add_file(struct kfs_inode *in, struct kfs_file *f);
+void kfs_inode_remove_file(struct kfs_inode *in, struct kfs_file *f);
+int kfs_inode_dup_open_fd(struct kfs_inode *in);
+void kfs_inode_table_destroy(void);
 
 /* node.c */
 struct kfs_node *kfs_node_get(dev_t dev, ino_t ino);
 void kfs_node_put(struct kfs_node *node);
 void kfs_node_table_destroy(void);
 
-/* caller.c-ish helpers (ops.c) */
+/* ops.c: shared by the operation files */
+#define KFS_TIMEOUT 1.0                  /* entry and attribute cache, seconds */
+extern const struct fuse_lowlevel_ops kfs_ll_ops;
+void kfs_begin(fuse_req_t req);          /* every operation starts here */
+/* The caller of the request this thread is serving (the daemon itself outside one). */
 void kfs_caller_current(struct kc_caller *caller, char principal[KFS_PRINCIPAL_MAX]);
+void kfs_fix_stat(struct stat *st);      /* backing size -> plaintext size */
+void kfs_own_by_caller(const char *path);
+int kfs_is_reserved(const struct kfs_inode *parent, const char *name);
+int kfs_lookup_entry(struct kfs_inode *parent, const char *name, struct fuse_entry_param *e);
+void kfs_reply_entry_or_err(fuse_req_t req, struct kfs_inode *parent, const char *name);
+struct kfs_file *kfs_file_of(const struct fuse_file_info *fi);
+int kfs_file_attach(int fd, const char *path, int writable, struct kfs_file **out);
+void kfs_file_detach(struct kfs_file *f);
+int kfs_open_backing(const char *path, int flags, int create, mode_t mode);
+
+/* namei.c, attr.c, file.c, dir.c, xattr.c: the operations themselves */
+void kfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void kfs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+void kfs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets);
+void kfs_op_readlink(fuse_req_t req, fuse_ino_t ino);
+void kfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev);
+void kfs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
+void kfs_op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name);
+void kfs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname);
+void kfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void kfs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void kfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		   const char *newname, unsigned int flags);
+void kfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void kfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		    struct fuse_file_info *fi);
+void kfs_op_statfs(fuse_req_t req, fuse_ino_t ino);
+void kfs_op_access(fuse_req_t req, fuse_ino_t ino, int mask);
+void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		   struct fuse_file_info *fi);
+void kfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		 struct fuse_file_info *fi);
+void kfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		  struct fuse_file_info *fi);
+void kfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void kfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void kfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void kfs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+		      struct fuse_file_info *fi);
+void kfs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		  struct fuse_file_info *fi);
+void kfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void kfs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi);
+void kfs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			struct fuse_file_info *fi);
+void kfs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void kfs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void kfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+		     size_t size, int flags);
+void kfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void kfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void kfs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
 /* filekey.c */
 int kfs_key_create(struct kfs_node *node, int fd, const char *path,

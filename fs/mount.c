@@ -7,21 +7,17 @@
  * `kmsfs mount` returns once the directory is usable), and runs the
  * multithreaded loop until fusermount3 -u or SIGTERM/SIGINT.
  */
-#define FUSE_USE_VERSION 314
-
 #include <errno.h>
 #include <fcntl.h>
-#include <fuse.h>
-#include <fuse_lowlevel.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fs_internal.h"
-
-extern const struct fuse_operations kfs_operations;
 
 /* fsname shows CIPHERDIR in mount(8) and df; commas would split the option. */
 static int build_args(const struct kmsfs_mount_opts *opts, struct fuse_args *args)
@@ -68,7 +64,7 @@ static void detach(int notify_fd)
 	}
 }
 
-static int serve(struct fuse *fuse)
+static int serve(struct fuse_session *se)
 {
 	struct fuse_loop_config *loop = fuse_loop_cfg_create();
 	int ret;
@@ -77,9 +73,20 @@ static int serve(struct fuse *fuse)
 		return -ENOMEM;
 	fuse_loop_cfg_set_max_threads(loop, 16);
 	fuse_loop_cfg_set_idle_threads(loop, 8);
-	ret = fuse_loop_mt(fuse, loop);
+	ret = fuse_session_loop_mt(se, loop);
 	fuse_loop_cfg_destroy(loop);
 	return ret;
+}
+
+/* Open files each hold a backing descriptor: allow as many as we may. */
+static void raise_fd_limit(void)
+{
+	struct rlimit lim;
+
+	if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+		lim.rlim_cur = lim.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &lim);
+	}
 }
 
 int kmsfs_fs_mount(const struct kmsfs_mount_opts *opts, const struct kmsfs_volume *vol,
@@ -95,41 +102,47 @@ int kmsfs_fs_mount(const struct kmsfs_mount_opts *opts, const struct kmsfs_volum
 		.owner_uid = getuid(),
 		.is_root = geteuid() == 0,
 	};
-	struct fuse *fuse = NULL;
-	int mounted = 0, ret = 1;
+	struct fuse_session *se = NULL;
+	struct stat root_st;
+	int mounted = 0, handlers = 0, ret = 1;
 
 	state.root_fd = open(opts->cipherdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (state.root_fd < 0) {
+	if (state.root_fd < 0 || fstat(state.root_fd, &root_st) < 0) {
 		fprintf(stderr, "kmsfs: %s: cannot open cipher directory: %s\n",
 			opts->cipherdir, strerror(errno));
 		return 1;
 	}
 	kfs = &state;
+	kfs_inode_root_init(root_st.st_dev, root_st.st_ino);
+	raise_fd_limit();
 	if (build_args(opts, &args) < 0)
 		goto out;
-	fuse = fuse_new(&args, &kfs_operations, sizeof(kfs_operations), NULL);
-	if (!fuse) {
+	se = fuse_session_new(&args, &kfs_ll_ops, sizeof(kfs_ll_ops), &state);
+	if (!se) {
 		fprintf(stderr, "kmsfs: %s: invalid FUSE options\n", opts->mountpoint);
 		goto out;
 	}
-	if (fuse_mount(fuse, opts->mountpoint) != 0) {
+	if (fuse_session_mount(se, opts->mountpoint) != 0) {
 		fprintf(stderr, "kmsfs: %s: mount failed\n", opts->mountpoint);
 		goto out;
 	}
 	mounted = 1;
-	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
+	if (fuse_set_signal_handlers(se) != 0)
 		goto out;
+	handlers = 1;
 	if (!opts->foreground)
 		detach(notify_fd);
 	/* A signal or fusermount3 -u ends the loop; both are a clean stop. */
-	ret = serve(fuse) < 0 && !fuse_session_exited(fuse_get_session(fuse)) ? 1 : 0;
-	fuse_remove_signal_handlers(fuse_get_session(fuse));
+	ret = serve(se) < 0 && !fuse_session_exited(se) ? 1 : 0;
 out:
+	if (handlers)
+		fuse_remove_signal_handlers(se);
 	if (mounted)
-		fuse_unmount(fuse);
-	if (fuse)
-		fuse_destroy(fuse);
+		fuse_session_unmount(se);
+	if (se)
+		fuse_session_destroy(se);
 	fuse_opt_free_args(&args);
+	kfs_inode_table_destroy();
 	kfs_node_table_destroy();
 	close(state.root_fd);
 	kfs = NULL;
