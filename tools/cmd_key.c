@@ -99,9 +99,12 @@ static int run_action(struct keyclient *kc, const char *action, int argc, char *
 	if (!strcmp(action, "create")) {
 		if ((rc = need(argc, 0)))
 			return rc;
+		/* Refuse a taken alias before making a key that would be left orphaned. */
+		if (alias && ops->describe_key(kc, alias, &caller, &info, &err) == KC_OK)
+			return cli_error("%s: alias already exists (AlreadyExistsException)", alias);
 		st = ops->create_key(kc, description ? description : "", &caller, &info, &err);
 		if (st == KC_OK && alias) {
-			st = ops->set_alias(kc, alias, info.key_id, &caller, &err);
+			st = keyclient_create_alias(kc, alias, info.key_id, &caller, &err);
 			if (st == KC_OK)
 				st = ops->describe_key(kc, info.key_id, &caller, &info, &err);
 		}
