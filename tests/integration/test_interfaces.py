@@ -315,3 +315,20 @@ def test_top_level_help_and_unknown_subcommand(kmsfs):
     assert r.rc != 0 and r.err.strip(), "unknown key subcommand: %r" % r
     r = kmsfs.run(check=False, timeout=20)
     assert r.rc != 0, "kmsfs without arguments should exit non-zero: %r" % r
+
+
+def test_umount_busy_keeps_mount(vol, kmsfs):
+    vol.mount()
+    write_file(vol.p("busy"), b"busy")
+    f = open(vol.p("busy"), "rb")
+    try:
+        r = kmsfs.run("umount", vol.mnt, check=False)
+        assert r.rc != 0, "kmsfs umount succeeded while a file was open: %r" % r
+        assert kmsfs_it.is_mounted(vol.mnt)
+        assert f.read() == b"busy"
+    finally:
+        f.close()
+    r = kmsfs.run("umount", vol.mnt, check=False)
+    assert r.rc == 0, r
+    kmsfs.mounts.discard(os.path.realpath(vol.mnt))
+    assert not kmsfs_it.is_mounted(vol.mnt)

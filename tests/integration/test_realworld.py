@@ -74,6 +74,17 @@ def test_git_clone_commit_fsck(mvol):
 
 
 def _snapshot_source(dest):
+    """The committed tree (git archive HEAD) when this is a git checkout, so the snapshot is
+    consistent even while someone is editing the work tree; otherwise a copy of the work tree
+    without build dirs, .git and caches."""
+    if os.path.isdir(os.path.join(SRC_ROOT, ".git")):
+        os.makedirs(dest)
+        p = subprocess.run("git -C %s archive --format=tar HEAD | tar -xf - -C %s" % (SRC_ROOT, dest),
+                           shell=True, capture_output=True, text=True, timeout=120)
+        if p.returncode == 0 and os.path.isfile(os.path.join(dest, "CMakeLists.txt")):
+            return
+        shutil.rmtree(dest)
+
     def ignore(d, names):
         skip = {".git", ".cache", "__pycache__"}
         if os.path.abspath(d) == SRC_ROOT:
@@ -112,3 +123,98 @@ def test_cmake_build_of_kmsfs_inside_mount(mvol):
     # an incremental rebuild after touching a source sees nothing stale
     r = run(["cmake", "--build", os.path.join(src, "build")], src, env, 300)
     assert r.rc == 0, r
+
+
+TAR_SRC = "/usr/lib/python3.11"
+
+
+@pytest.mark.slow
+def test_tar_extract_and_compare_tree(mvol):
+    """Untar a real tree (the Python stdlib) into the mount: every file, mode, mtime and symlink
+    matches, and tar can read it all back without 'file changed as we read it'."""
+    if not os.path.isdir(TAR_SRC):
+        pytest.skip("%s not present" % TAR_SRC)
+    env = dict(os.environ, LC_ALL="C")
+    tarball = os.path.join(mvol.root, "tree.tar")
+    r = run(["tar", "-cf", tarball, "--exclude=__pycache__", "--exclude=*.pyc", "-C", os.path.dirname(TAR_SRC),
+             os.path.basename(TAR_SRC)], mvol.root, env)
+    assert r.rc == 0, r
+    r = run(["tar", "-xpf", tarball, "-C", mvol.mnt], mvol.root, env)
+    assert r.rc == 0, "tar x into the mount failed: %r" % r
+    mvol.remount()
+    dst = os.path.join(mvol.mnt, os.path.basename(TAR_SRC))
+    n = 0
+    for dp, dns, fns in os.walk(TAR_SRC):
+        dns[:] = [d for d in dns if d != "__pycache__"]
+        rel = os.path.relpath(dp, TAR_SRC)
+        for name in fns:
+            if name.endswith(".pyc"):
+                continue
+            s, d = os.path.join(dp, name), os.path.join(dst, rel, name)
+            ss, ds = os.lstat(s), os.lstat(d)
+            assert ss.st_mode == ds.st_mode and int(ss.st_mtime) == int(ds.st_mtime), d
+            if os.path.islink(s):
+                assert os.readlink(s) == os.readlink(d), d
+            else:
+                assert ss.st_size == ds.st_size, d
+                assert kmsfs_it.sha256_file(s) == kmsfs_it.sha256_file(d), "content differs: %s" % d
+            n += 1
+    assert n > 500
+    r = run(["tar", "-cf", "/dev/null", "--warning=all", "-C", mvol.mnt, os.path.basename(TAR_SRC)], mvol.root, env)
+    assert r.rc == 0 and "changed as we read" not in r.err, r
+    r = run(["tar", "-df", tarball, "-C", mvol.mnt], mvol.root, env)
+    assert r.rc == 0, "tar --diff found differences: %r" % r
+
+
+@pytest.mark.slow
+def test_ext4_image_on_loop_device(mvol):
+    """An EBS-like volume: a sparse disk image on kmsfs, attached to a loop device, with ext4
+    inside; write files, unmount, fsck clean, remount kmsfs, read them back."""
+    if not shutil.which("losetup") or not shutil.which("mkfs.ext4"):
+        pytest.skip("losetup/mkfs.ext4 not installed")
+    env = dict(os.environ, LC_ALL="C")
+    img = mvol.p("disk.img")
+    with open(img, "wb") as f:
+        f.truncate(96 << 20)
+    r = run(["mkfs.ext4", "-q", "-F", img], mvol.root, env)
+    assert r.rc == 0, r
+    inner = os.path.join(mvol.root, "inner")
+    os.makedirs(inner)
+    payload = os.urandom(3 << 20)
+
+    def attach():
+        r = run(["losetup", "--find", "--show", img], mvol.root, env)
+        if r.rc != 0:
+            pytest.skip("cannot attach a loop device here: %s" % r.err.strip())
+        return r.out.strip()
+
+    dev = attach()
+    try:
+        r = run(["mount", dev, inner], mvol.root, env)
+        assert r.rc == 0, r
+        try:
+            with open(os.path.join(inner, "payload"), "wb") as f:
+                f.write(payload)
+            os.makedirs(os.path.join(inner, "a", "b"))
+            with open(os.path.join(inner, "a", "b", "small"), "w") as f:
+                f.write("small file\n")
+        finally:
+            assert run(["umount", inner], mvol.root, env).rc == 0
+    finally:
+        run(["losetup", "-d", dev], mvol.root, env)
+    r = run(["e2fsck", "-fn", img], mvol.root, env)
+    assert r.rc == 0, "e2fsck of the image on kmsfs: %r" % r
+    assert os.stat(img).st_blocks * 512 < (48 << 20), "image on kmsfs is not sparse"
+    mvol.remount()
+    dev = attach()
+    try:
+        r = run(["mount", "-o", "ro", dev, inner], mvol.root, env)
+        assert r.rc == 0, r
+        try:
+            assert kmsfs_it.sha256_file(os.path.join(inner, "payload")) == __import__("hashlib").sha256(payload).hexdigest()
+            with open(os.path.join(inner, "a", "b", "small")) as f:
+                assert f.read() == "small file\n"
+        finally:
+            run(["umount", inner], mvol.root, env)
+    finally:
+        run(["losetup", "-d", dev], mvol.root, env)

@@ -424,3 +424,62 @@ def test_config_is_protected_and_authenticated(kmsfs):
     v.mount()
     assert read_file(v.p("data")) == b"payload"
     v.unmount()
+
+
+def _decrypts_for(audit, rel, fid):
+    return [r for r in audit.records() if r.get("eventName") == "Decrypt" and rec_mentions_file(r, rel, fid)]
+
+
+def test_key_cache_default_and_ttl0(kmsfs, audit):
+    """Default mount: reopening a file whose key is cached makes no new key-service call.
+    --key-cache-ttl 0: every open is a Decrypt (and an audit record)."""
+    v = kmsfs.new_volume("cache")
+    v.mount()
+    write_file(v.p("f"), b"cached")
+    fid = v.file_id("f")
+    v.remount()
+    audit.mark()
+    for _ in range(3):
+        assert read_file(v.p("f")) == b"cached"
+    time.sleep(0.3)
+    n_default = len(_decrypts_for(audit, "f", fid))
+    assert n_default == 1, "default mount: %d Decrypt calls for 3 opens (expected 1):\n%s" % (n_default, audit.dump())
+    v.remount("--key-cache-ttl", "0")
+    audit.mark()
+    for _ in range(3):
+        assert read_file(v.p("f")) == b"cached"
+    kmsfs_it.wait_for(lambda: len(_decrypts_for(audit, "f", fid)) >= 3, 5)
+    got = len(_decrypts_for(audit, "f", fid))
+    assert got >= 3, "--key-cache-ttl 0: %d Decrypt records for 3 opens:\n%s" % (got, audit.dump())
+    v.unmount()
+
+
+def test_key_cache_ttl_bounds_revocation(kmsfs, audit):
+    """With --key-cache-ttl 2, disabling the key denies new opens within about 2 s."""
+    key = kmsfs.create_key("ttl-test")
+    v = kmsfs.new_volume("ttl", key=key)
+    v.mount("--key-cache-ttl", "2")
+    write_file(v.p("f"), b"ttl")
+    assert read_file(v.p("f")) == b"ttl"
+    kmsfs.key("disable", key)
+    try:
+        time.sleep(3.5)
+        e, _ = read_err(v.p("f"))
+        assert e == errno.EACCES, "3.5 s after disabling the key (ttl 2 s) open gave errno %s" % errname(e)
+    finally:
+        kmsfs.key("enable", key)
+    time.sleep(0.2)
+    assert read_file(v.p("f")) == b"ttl"
+    v.unmount()
+
+
+def test_init_and_key_commands_with_wrong_passphrase(vol, kmsfs):
+    bad = os.path.join(vol.root, "bad-pass")
+    write_file(bad, b"wrong\n")
+    d = os.path.join(vol.root, "second")
+    os.makedirs(d)
+    r = kmsfs.run("init", "--keystore", kmsfs.keystore, "--passfile", bad, d, check=False)
+    assert r.rc != 0 and "passphrase" in (r.out + r.err).lower(), r
+    assert not os.path.exists(os.path.join(d, "kmsfs.conf"))
+    r = kmsfs.run("key", "create", "--keystore", kmsfs.keystore, "--passfile", bad, check=False)
+    assert r.rc != 0, r
