@@ -563,3 +563,154 @@ def test_replace_by_rename_while_reader_open(mvol):
     mvol.remount()
     assert read_file(target) == new
     assert sorted(os.listdir(mvol.mnt)) == ["doc.txt"]
+
+
+def test_fsx_style_random_ops_with_remounts(mvol):
+    """fsx-like: thousands of random write/read/truncate/punch/zero-range/mmap ops on one file,
+    checked against a model, with cache drops and remounts along the way."""
+    rng = random.Random(20260101)
+    path = mvol.p("fsx.bin")
+    model = bytearray()
+    maxlen = 300 * 1024
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    log = []
+
+    def check_read(off, ln, what):
+        got = os.pread(fd, ln, off)
+        want = bytes(model[off:off + ln])
+        if got != want:
+            raise AssertionError("%s: pread(%d, %d) differs at +%d; last ops: %s" % (
+                what, off, ln, first_diff(got, want), log[-8:]))
+
+    try:
+        for step in range(2500):
+            r = rng.random()
+            if r < 0.30:
+                off = rng.randrange(0, maxlen)
+                ln = rng.randrange(1, 40000)
+                data = rng.randbytes(ln)
+                os.pwrite(fd, data, off)
+                if off > len(model):
+                    model.extend(b"\0" * (off - len(model)))
+                model[off:off + ln] = data
+                log.append(("write", off, ln))
+            elif r < 0.55:
+                off = rng.randrange(0, len(model) + 100)
+                check_read(off, rng.randrange(1, 40000), "step %d" % step)
+            elif r < 0.65:
+                n = rng.randrange(0, maxlen)
+                os.ftruncate(fd, n)
+                model[n:] = b""
+                model.extend(b"\0" * (n - len(model)))
+                log.append(("truncate", n))
+            elif r < 0.72 and len(model) > 0:
+                off = rng.randrange(0, len(model))
+                ln = rng.randrange(1, 30000)
+                mode = rng.choice([kmsfs_it.FALLOC_FL_PUNCH_HOLE | kmsfs_it.FALLOC_FL_KEEP_SIZE,
+                                   kmsfs_it.FALLOC_FL_ZERO_RANGE, kmsfs_it.FALLOC_FL_ZERO_RANGE | kmsfs_it.FALLOC_FL_KEEP_SIZE])
+                _fallocate_or_fail(fd, mode, off, ln, "mode %#x" % mode)
+                end = off + ln
+                if not mode & kmsfs_it.FALLOC_FL_KEEP_SIZE and end > len(model):
+                    model.extend(b"\0" * (end - len(model)))
+                stop = min(end, len(model))
+                model[off:stop] = b"\0" * (stop - off)
+                log.append(("falloc", mode, off, ln))
+            elif r < 0.80 and len(model) > 0:
+                with mmap.mmap(fd, len(model), flags=mmap.MAP_SHARED,
+                               prot=mmap.PROT_READ | mmap.PROT_WRITE) as m:
+                    off = rng.randrange(0, len(model))
+                    ln = min(rng.randrange(1, 20000), len(model) - off)
+                    if rng.random() < 0.5:
+                        data = rng.randbytes(ln)
+                        m[off:off + ln] = data
+                        model[off:off + ln] = data
+                        m.flush()
+                        log.append(("mmapwrite", off, ln))
+                    else:
+                        assert m[off:off + ln] == bytes(model[off:off + ln]), "mmap read at step %d" % step
+            elif r < 0.93:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                log.append(("dropcache",))
+            else:
+                assert os.fstat(fd).st_size == len(model), "st_size at step %d" % step
+            if step % 800 == 799:
+                os.close(fd)
+                fd = -1
+                mvol.remount()
+                fd = os.open(path, os.O_RDWR)
+                log.append(("remount",))
+                check_read(0, len(model) + 10, "after remount at step %d" % step)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    assert_same(read_file(path), bytes(model), "final content")
+
+
+def test_offsets_beyond_4gib(mvol):
+    """64-bit offsets: data at 5 GiB + 1 and at 4 GiB - 1 (a block straddling 2^32) reads back;
+    the file stays sparse."""
+    path = mvol.p("huge-sparse")
+    spots = [((4 << 30) - 1, b"straddles-4GiB"), ((5 << 30) + 1, b"at-5GiB+1")]
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        for off, data in spots:
+            os.pwrite(fd, data, off)
+        os.fsync(fd)
+        assert os.fstat(fd).st_size == (5 << 30) + 1 + len(b"at-5GiB+1")
+    finally:
+        os.close(fd)
+    mvol.remount()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for off, data in spots:
+            assert os.pread(fd, len(data) + 4, off - 2) == b"\0\0" + data + (b"\0\0" if off < (5 << 30) else b""), off
+        assert os.pread(fd, 10, 3 << 30) == b"\0" * 10
+    finally:
+        os.close(fd)
+    assert os.stat(mvol.b("huge-sparse")).st_blocks * 512 < (4 << 20), "backing of a sparse 5 GiB file is not sparse"
+
+
+def test_o_direct_io(mvol):
+    """O_DIRECT (databases, qemu cache=none): aligned direct reads and writes work and agree
+    with buffered reads."""
+    path = mvol.p("direct.bin")
+    write_file(path, b"\xaa" * (4 * BLOCK))
+    buf = mmap.mmap(-1, 2 * BLOCK)  # page aligned
+    data = os.urandom(2 * BLOCK)
+    buf[:] = data
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_DIRECT)
+    except OSError as e:
+        pytest.fail("open(O_DIRECT) failed: %s" % e)
+    try:
+        assert os.pwritev(fd, [buf], BLOCK) == 2 * BLOCK
+        rbuf = mmap.mmap(-1, 4 * BLOCK)
+        assert os.preadv(fd, [rbuf], 0) == 4 * BLOCK
+        assert rbuf[:] == b"\xaa" * BLOCK + data + b"\xaa" * BLOCK
+    finally:
+        os.close(fd)
+    assert read_file(path) == b"\xaa" * BLOCK + data + b"\xaa" * BLOCK
+    mvol.remount()
+    assert read_file(path) == b"\xaa" * BLOCK + data + b"\xaa" * BLOCK
+
+
+def test_st_blocks_and_sparse_copy(mvol):
+    """du sees real usage (st_blocks covers the data), and cp --sparse=always keeps holes."""
+    dense = mvol.p("dense")
+    write_file(dense, os.urandom(MiB + 3))
+    os.sync()
+    assert os.stat(dense).st_blocks * 512 >= MiB, "st_blocks of a 1 MiB file: %d" % os.stat(dense).st_blocks
+    sparse = mvol.p("sp")
+    with open(sparse, "wb") as f:
+        f.write(b"head")
+        f.seek(20 * MiB)
+        f.write(b"tail")
+    r = __import__("subprocess").run(["cp", "--sparse=always", sparse, mvol.p("sp-copy")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert os.stat(mvol.p("sp-copy")).st_size == 20 * MiB + 4
+    assert os.stat(mvol.b("sp-copy")).st_blocks * 512 < 2 * MiB, "cp --sparse=always produced a dense backing file"
+    with open(mvol.p("sp-copy"), "rb") as f:
+        assert f.read(4) == b"head"
+        f.seek(20 * MiB - 2)
+        assert f.read() == b"\0\0tail"

@@ -350,3 +350,74 @@ def test_other_uid_without_allow_other_is_refused(mvol):
     r = run_as(65534, 65534, CHILD_PRELUDE + "attempt('stat', lambda: os.stat(%r).st_size)\nprint(json.dumps(res))\n"
                % mvol.p("f"))
     assert r["stat"] == ["err", "EACCES"], r
+
+
+def test_names_lengths_and_characters(mvol):
+    names = ["a" * 255, "ünïcödé-名前-🔐", "with space", "new\nline", "-dash", ".hidden", "x" * 200 + ".txt"]
+    for n in names:
+        write_file(mvol.p(n), n.encode())
+    assert errno_of(lambda: open(mvol.p("b" * 256), "wb")) == errno.ENAMETOOLONG
+    mvol.remount()
+    assert sorted(os.listdir(mvol.mnt)) == sorted(names)
+    for n in names:
+        assert read_file(mvol.p(n)) == n.encode()
+
+
+def test_deep_paths_beyond_path_max(mvol):
+    """Directories nested deeper than PATH_MAX (reached with *at() calls, as rsync/tar do)."""
+    comp = "d" * 200
+    depth = 25  # ~5000 bytes below the mount point
+    fds = [os.open(mvol.mnt, os.O_RDONLY | os.O_DIRECTORY)]
+    try:
+        for i in range(depth):
+            try:
+                os.mkdir(comp, dir_fd=fds[-1])
+                fds.append(os.open(comp, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fds[-1]))
+            except OSError as e:
+                pytest.fail("mkdir/open at depth %d (~%d bytes below the mount): %s" % (i, i * 201, e))
+        fd = os.open("leaf", os.O_RDWR | os.O_CREAT, 0o644, dir_fd=fds[-1])
+        try:
+            os.write(fd, b"deep data")
+        except OSError as e:
+            pytest.fail("write to a file %d bytes below the mount: %s" % (depth * 201, e))
+        finally:
+            os.close(fd)
+        fd = os.open("leaf", os.O_RDONLY, dir_fd=fds[-1])
+        try:
+            assert os.read(fd, 100) == b"deep data"
+        finally:
+            os.close(fd)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_fifo_and_rename_edge_cases(mvol):
+    os.mkfifo(mvol.p("fifo"), 0o644)
+    assert stat.S_ISFIFO(os.stat(mvol.p("fifo")).st_mode)
+    os.makedirs(mvol.p("d1", "sub"))
+    os.mkdir(mvol.p("empty"))
+    write_file(mvol.p("d1", "sub", "f"), b"f")
+    assert errno_of(lambda: os.rename(mvol.p("d1"), mvol.p("d1", "sub", "into-self"))) == errno.EINVAL
+    os.mkdir(mvol.p("d2"))
+    write_file(mvol.p("d2", "x"), b"x")
+    assert errno_of(lambda: os.rename(mvol.p("d1"), mvol.p("d2"))) == errno.ENOTEMPTY
+    os.rename(mvol.p("d1"), mvol.p("empty"))  # over an empty directory
+    assert read_file(mvol.p("empty", "sub", "f")) == b"f"
+    assert errno_of(lambda: os.rename(mvol.p("d2"), mvol.p("empty", "sub", "f"))) == errno.ENOTDIR
+    assert errno_of(lambda: os.rename(mvol.p("d2", "x"), mvol.p("empty"))) == errno.EISDIR
+    assert errno_of(lambda: os.rename(mvol.p("nope"), mvol.p("x"))) == errno.ENOENT
+
+
+def test_times_now_and_ctime(mvol):
+    p = mvol.p("t")
+    write_file(p, b"t")
+    os.utime(p, ns=(10**18, 10**18))
+    c0 = os.stat(p).st_ctime_ns
+    time.sleep(0.05)
+    os.chmod(p, 0o600)
+    assert os.stat(p).st_ctime_ns > c0, "chmod must update ctime"
+    os.utime(p)
+    st = os.stat(p)
+    now = time.time_ns()
+    assert abs(st.st_mtime_ns - now) < 5 * 10**9 and abs(st.st_atime_ns - now) < 5 * 10**9, "utime(NULL) did not set now"
