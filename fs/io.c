@@ -280,6 +280,11 @@ static ssize_t write_locked(struct kfs_file *f, const uint8_t *data, size_t size
 		if (ret < 0)
 			return ret;
 	}
+	/* Whole blocks, nothing old to keep: seal straight from the caller's buffer. */
+	if (off == span_start && end == span_end) {
+		ret = store_blocks(f, first, data, size, s->stored);
+		return ret < 0 ? ret : (ssize_t)size;
+	}
 	if (off > span_start && span_start < old_size) {
 		ret = load_block(f, first, s->plain, (size_t)(span_end - span_start < BS ?
 							       span_end - span_start : BS));

@@ -6,8 +6,11 @@
  *   rotate KEY | allow KEY PRINCIPAL | disallow KEY PRINCIPAL
  *
  * describe and create print AWS-CLI-shaped JSON (KeyMetadata) so scripts
- * written for `aws kms describe-key` read it the same way.
+ * written for `aws kms describe-key` read it the same way. Every call is
+ * one record in the audit log, named as the AWS KMS operation it stands
+ * for (CreateKey, DisableKey, CreateAlias, ...), allowed or denied.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -16,7 +19,8 @@
 #include "cli.h"
 
 static const char usage[] =
-	"usage: kmsfs key <action> [--keystore DIR] [--passfile FILE] [--extpass CMD] ...\n"
+	"usage: kmsfs key <action> [--keystore DIR] [--passfile FILE] [--extpass CMD]\n"
+	"                          [--audit-log FILE] ...\n"
 	"\n"
 	"actions:\n"
 	"  create [--description TEXT] [--alias alias/NAME]   create a KMS key\n"
@@ -68,6 +72,25 @@ static int print_key_line(const struct kc_key_info *info, void *arg)
 	return 0;
 }
 
+static struct kc_audit *admin_audit;
+
+/* One record per key-management call, allowed or denied. */
+static void audit_admin(const char *operation, const char *key, const struct kc_caller *caller,
+			enum kc_status status, const struct kc_error *err)
+{
+	struct kc_audit_event ev = {
+		.event_source = "kms.amazonaws.com",
+		.event_name = operation,
+		.caller = caller,
+		.key_id = key,
+		.block_index = -1,
+		.err = status == KC_OK ? NULL : err,
+	};
+
+	if (admin_audit)
+		kc_audit_record(admin_audit, &ev);
+}
+
 static int report(enum kc_status status, const struct kc_error *err, const char *what)
 {
 	if (status == KC_OK)
@@ -103,8 +126,10 @@ static int run_action(struct keyclient *kc, const char *action, int argc, char *
 		if (alias && ops->describe_key(kc, alias, &caller, &info, &err) == KC_OK)
 			return cli_error("%s: alias already exists (AlreadyExistsException)", alias);
 		st = ops->create_key(kc, description ? description : "", &caller, &info, &err);
+		audit_admin("CreateKey", st == KC_OK ? info.arn : NULL, &caller, st, &err);
 		if (st == KC_OK && alias) {
 			st = keyclient_create_alias(kc, alias, info.key_id, &caller, &err);
+			audit_admin("CreateAlias", info.arn, &caller, st, &err);
 			if (st == KC_OK)
 				st = ops->describe_key(kc, info.key_id, &caller, &info, &err);
 		}
@@ -123,6 +148,7 @@ static int run_action(struct keyclient *kc, const char *action, int argc, char *
 		if ((rc = need(argc, 1)))
 			return rc;
 		st = ops->describe_key(kc, argv[0], &caller, &info, &err);
+		audit_admin("DescribeKey", argv[0], &caller, st, &err);
 		if (st == KC_OK)
 			print_key_json(&info);
 		return report(st, &err, argv[0]);
@@ -130,24 +156,33 @@ static int run_action(struct keyclient *kc, const char *action, int argc, char *
 	if (!strcmp(action, "alias")) {
 		if ((rc = need(argc, 2)))
 			return rc;
-		return report(ops->set_alias(kc, argv[0], argv[1], &caller, &err), &err, argv[0]);
+		st = ops->set_alias(kc, argv[0], argv[1], &caller, &err);
+		audit_admin("UpdateAlias", argv[1], &caller, st, &err);
+		return report(st, &err, argv[0]);
 	}
 	if (!strcmp(action, "enable") || !strcmp(action, "disable")) {
 		if ((rc = need(argc, 1)))
 			return rc;
-		return report(ops->set_key_enabled(kc, argv[0], !strcmp(action, "enable"),
-						   &caller, &err), &err, argv[0]);
+		st = ops->set_key_enabled(kc, argv[0], !strcmp(action, "enable"), &caller, &err);
+		audit_admin(!strcmp(action, "enable") ? "EnableKey" : "DisableKey", argv[0], &caller,
+			    st, &err);
+		return report(st, &err, argv[0]);
 	}
 	if (!strcmp(action, "rotate")) {
 		if ((rc = need(argc, 1)))
 			return rc;
-		return report(ops->rotate_key(kc, argv[0], &caller, &err), &err, argv[0]);
+		st = ops->rotate_key(kc, argv[0], &caller, &err);
+		audit_admin("RotateKeyOnDemand", argv[0], &caller, st, &err);
+		return report(st, &err, argv[0]);
 	}
 	if (!strcmp(action, "allow") || !strcmp(action, "disallow")) {
 		if ((rc = need(argc, 2)))
 			return rc;
-		return report(ops->set_key_principal(kc, argv[0], argv[1], !strcmp(action, "allow"),
-						     &caller, &err), &err, argv[0]);
+		/* Listing a principal on the key is a key-policy change. */
+		st = ops->set_key_principal(kc, argv[0], argv[1], !strcmp(action, "allow"), &caller,
+					    &err);
+		audit_admin("PutKeyPolicy", argv[0], &caller, st, &err);
+		return report(st, &err, argv[0]);
 	}
 	cli_error("unknown key action \"%s\"", action);
 	fputs(usage, stderr);
@@ -162,11 +197,13 @@ int cmd_key(int argc, char **argv)
 		{ "extpass", required_argument, NULL, 'e' },
 		{ "description", required_argument, NULL, 'd' },
 		{ "alias", required_argument, NULL, 'a' },
+		{ "audit-log", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	struct cli_keystore ks = { 0 };
-	const char *description = NULL, *alias = NULL;
+	const char *description = NULL, *alias = NULL, *audit_log = NULL;
+	char audit_path[PATH_MAX + 16];
 	struct keyclient *kc = NULL;
 	int opt, ret;
 
@@ -177,6 +214,7 @@ int cmd_key(int argc, char **argv)
 		case 'e': ks.extpass = optarg; break;
 		case 'd': description = optarg; break;
 		case 'a': alias = optarg; break;
+		case 'l': audit_log = optarg; break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: fputs(usage, stderr); return 2;
 		}
@@ -187,8 +225,19 @@ int cmd_key(int argc, char **argv)
 	}
 	if (cli_open_keyclient(&ks, !strcmp(argv[optind], "create"), &kc) != 0)
 		return 1;
+	if (!audit_log) {
+		cli_default_audit_path(&ks, audit_path, sizeof(audit_path));
+		audit_log = audit_path;
+	}
+	admin_audit = kc_audit_open(audit_log);
+	if (!admin_audit) {
+		keyclient_free(kc);
+		return cli_error("%s: cannot open audit log: %s", audit_log, strerror(errno));
+	}
 	ret = run_action(kc, argv[optind], argc - optind - 1, argv + optind + 1, description,
 			 alias);
 	keyclient_free(kc);
+	kc_audit_close(admin_audit);
+	admin_audit = NULL;
 	return ret;
 }
