@@ -25,14 +25,18 @@ static int orphan_fd(struct kfs_inode *in)
 
 static int stat_inode(struct kfs_inode *in, struct fuse_file_info *fi, struct stat *st)
 {
-	char path[PATH_MAX];
+	struct kfs_loc loc;
 	int ret, fd;
 
 	if (fi && fi->fh)
 		return fstat(kfs_file_of(fi)->fd, st) < 0 ? -errno : 0;
-	ret = kfs_inode_path(in, path, sizeof(path));
-	if (ret == 0)
-		return fstatat(kfs->root_fd, path, st, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+	ret = kfs_loc_inode(in, &loc);
+	if (ret == 0) {
+		ret = fstatat(loc.dirfd, loc.rel, st, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) < 0 ?
+		      -errno : 0;
+		kfs_loc_done(&loc);
+		return ret;
+	}
 	if (ret != -ENOENT)
 		return ret;
 	fd = orphan_fd(in);
@@ -111,28 +115,28 @@ static int setattr_fd(int fd, struct kfs_file *f, const struct stat *attr, int t
 	return 0;
 }
 
-static int setattr_path(const char *path, const struct stat *attr, int to_set)
+static int setattr_loc(const struct kfs_loc *loc, const struct stat *attr, int to_set)
 {
 	uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 	gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
 	struct timespec tv[2];
 
 	if ((to_set & FUSE_SET_ATTR_MODE) &&
-	    fchmodat(kfs->root_fd, path, attr->st_mode & 07777, 0) < 0)
+	    fchmodat(loc->dirfd, loc->rel, attr->st_mode & 07777, 0) < 0)
 		return -errno;
 	if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
-	    fchownat(kfs->root_fd, path, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+	    fchownat(loc->dirfd, loc->rel, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	if (to_set & FUSE_SET_ATTR_SIZE) {
-		int fd = kfs_open_backing(path, O_RDWR, 0, 0);
-		int ret = fd < 0 ? -errno : truncate_fd(fd, path, attr->st_size);
+		int fd = kfs_open_backing(loc, O_RDWR, 0, 0);
+		int ret = fd < 0 ? -errno : truncate_fd(fd, loc->path, attr->st_size);
 
 		if (ret < 0)
 			return ret;
 	}
 	times_from(attr, to_set, tv);
 	if ((to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) &&
-	    utimensat(kfs->root_fd, path, tv, AT_SYMLINK_NOFOLLOW) < 0)
+	    utimensat(loc->dirfd, loc->rel, tv, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	return 0;
 }
@@ -141,7 +145,7 @@ void kfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_se
 		    struct fuse_file_info *fi)
 {
 	struct kfs_inode *in = kfs_inode_of(ino);
-	char path[PATH_MAX];
+	struct kfs_loc loc;
 	int ret, fd;
 
 	kfs_begin(req);
@@ -150,9 +154,10 @@ void kfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_se
 
 		ret = setattr_fd(f->fd, f, attr, to_set, f->path);
 	} else {
-		ret = kfs_inode_path(in, path, sizeof(path));
+		ret = kfs_loc_inode(in, &loc);
 		if (ret == 0) {
-			ret = setattr_path(path, attr, to_set);
+			ret = setattr_loc(&loc, attr, to_set);
+			kfs_loc_done(&loc);
 		} else if (ret == -ENOENT && (fd = orphan_fd(in)) >= 0) {
 			ret = setattr_fd(fd, NULL, attr, to_set, "(unlinked)");
 			close(fd);
@@ -178,12 +183,15 @@ void kfs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 void kfs_op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
-	char path[PATH_MAX];
+	struct kfs_loc loc;
 	int ret;
 
 	kfs_begin(req);
-	ret = kfs_inode_path(kfs_inode_of(ino), path, sizeof(path));
-	if (ret == 0 && faccessat(kfs->root_fd, path, mask, AT_SYMLINK_NOFOLLOW) < 0)
-		ret = -errno;
+	ret = kfs_loc_inode(kfs_inode_of(ino), &loc);
+	if (ret == 0) {
+		if (faccessat(loc.dirfd, loc.rel, mask, AT_SYMLINK_NOFOLLOW) < 0)
+			ret = -errno;
+		kfs_loc_done(&loc);
+	}
 	fuse_reply_err(req, -ret);
 }

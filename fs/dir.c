@@ -29,18 +29,23 @@ static struct kfs_dir *dir_of(const struct fuse_file_info *fi)
 void kfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kfs_inode *in = kfs_inode_of(ino);
-	char path[PATH_MAX];
+	struct kfs_loc loc;
 	struct kfs_dir *d;
 	int fd, ret;
 
 	kfs_begin(req);
-	ret = kfs_inode_path(in, path, sizeof(path));
+	ret = kfs_loc_inode(in, &loc);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
 	}
 	d = calloc(1, sizeof(*d));
-	fd = d ? openat(kfs->root_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	fd = d ? openat(loc.dirfd, loc.rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	if (fd < 0 && d)
+		ret = -errno;
+	kfs_loc_done(&loc);
+	if (ret < 0)
+		errno = -ret;
 	if (fd < 0 || !(d->dp = fdopendir(fd))) {
 		int err = d ? errno : ENOMEM;
 

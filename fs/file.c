@@ -58,31 +58,32 @@ void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kfs_inode *in = kfs_inode_of(ino);
 	int writable = (fi->flags & O_ACCMODE) != O_RDONLY;
-	char path[PATH_MAX];
+	struct kfs_loc loc = { .dirfd = -1 };
 	struct kfs_file *f;
 	int fd = -1, ret;
 
 	kfs_begin(req);
-	ret = kfs_inode_path(in, path, sizeof(path));
+	ret = kfs_loc_inode(in, &loc);
 	if (ret == 0) {
-		fd = kfs_open_backing(path, fi->flags, 0, 0);
+		fd = kfs_open_backing(&loc, fi->flags, 0, 0);
 		ret = fd < 0 ? -errno : 0;
 	} else if (ret == -ENOENT) {  /* reopened through /proc/PID/fd after unlink */
 		fd = kfs_inode_dup_open_fd(in);
 		ret = fd < 0 ? -ENOENT : 0;
-		strcpy(path, "(unlinked)");
 	}
+	if (ret == 0)
+		ret = kfs_file_attach(fd, loc.path ? loc.path : "(unlinked)", writable, &f);
+	kfs_loc_done(&loc);
+	if (ret < 0 && fd >= 0)
+		close(fd);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
 	}
-	ret = kfs_file_attach(fd, path, writable, &f);
-	if (ret == 0 && writable && (fi->flags & O_TRUNC)) {
+	if (writable && (fi->flags & O_TRUNC)) {
 		ret = kfs_io_truncate(f, 0);
 		if (ret < 0)
 			kfs_file_detach(f);
-	} else if (ret < 0) {
-		close(fd);
 	}
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
@@ -100,27 +101,32 @@ void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 {
 	struct kfs_inode *dir = kfs_inode_of(parent);
 	struct fuse_entry_param e;
-	char path[PATH_MAX];
+	struct kfs_loc loc;
 	struct kfs_file *f;
 	int fd, ret;
 
 	kfs_begin(req);
-	ret = kfs_is_reserved(dir, name) ? -EPERM : kfs_child_path(dir, name, path, sizeof(path));
+	ret = kfs_is_reserved(dir, name) ? -EPERM : kfs_loc_child(dir, name, &loc);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
 	}
-	fd = kfs_open_backing(path, fi->flags, 1, mode);
+	fd = kfs_open_backing(&loc, fi->flags, 1, mode);
 	if (fd < 0) {
-		fuse_reply_err(req, errno);
+		ret = -errno;
+		kfs_loc_done(&loc);
+		fuse_reply_err(req, -ret);
 		return;
 	}
-	kfs_own_by_caller(path);
-	ret = kfs_file_attach(fd, path, 1, &f);
+	kfs_own_by_caller(&loc);
+	ret = kfs_file_attach(fd, loc.path, 1, &f);
 	if (ret < 0) {
 		/* The key service said no: the file must not appear at all. */
 		close(fd);
-		unlinkat(kfs->root_fd, path, 0);
+		unlinkat(loc.dirfd, loc.rel, 0);
+	}
+	kfs_loc_done(&loc);
+	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
 	}

@@ -104,8 +104,20 @@ void kfs_inode_unlinked(struct kfs_inode *parent, const char *name, const struct
 void kfs_inode_renamed(struct kfs_inode *from_parent, const char *from_name,
 		       const struct stat *from_st, struct kfs_inode *to_parent,
 		       const char *to_name, const struct stat *to_st, int exchanged);
-int kfs_inode_path(const struct kfs_inode *in, char *buf, size_t len);
-int kfs_child_path(const struct kfs_inode *parent, const char *name, char *buf, size_t len);
+/*
+ * Where a backing file is: rel relative to dirfd (the volume root, or a
+ * directory opened on the way down when the path is longer than PATH_MAX).
+ * path is the whole volume-relative path, for messages and audit records.
+ * Fill with kfs_loc_inode/kfs_loc_child (0 or -errno); release with kfs_loc_done.
+ */
+struct kfs_loc {
+	int dirfd;
+	const char *rel;
+	char *path;
+};
+int kfs_loc_inode(const struct kfs_inode *in, struct kfs_loc *loc);
+int kfs_loc_child(const struct kfs_inode *parent, const char *name, struct kfs_loc *loc);
+void kfs_loc_done(struct kfs_loc *loc);
 void kfs_inode_add_file(struct kfs_inode *in, struct kfs_file *f);
 void kfs_inode_remove_file(struct kfs_inode *in, struct kfs_file *f);
 int kfs_inode_dup_open_fd(struct kfs_inode *in);
@@ -123,14 +135,14 @@ void kfs_begin(fuse_req_t req);          /* every operation starts here */
 /* The caller of the request this thread is serving (the daemon itself outside one). */
 void kfs_caller_current(struct kc_caller *caller, char principal[KFS_PRINCIPAL_MAX]);
 void kfs_fix_stat(struct stat *st);      /* backing size -> plaintext size */
-void kfs_own_by_caller(const char *path);
+void kfs_own_by_caller(const struct kfs_loc *loc);
 int kfs_is_reserved(const struct kfs_inode *parent, const char *name);
 int kfs_lookup_entry(struct kfs_inode *parent, const char *name, struct fuse_entry_param *e);
 void kfs_reply_entry_or_err(fuse_req_t req, struct kfs_inode *parent, const char *name);
 struct kfs_file *kfs_file_of(const struct fuse_file_info *fi);
 int kfs_file_attach(int fd, const char *path, int writable, struct kfs_file **out);
 void kfs_file_detach(struct kfs_file *f);
-int kfs_open_backing(const char *path, int flags, int create, mode_t mode);
+int kfs_open_backing(const struct kfs_loc *loc, int flags, int create, mode_t mode);
 
 /* namei.c, attr.c, file.c, dir.c, xattr.c: the operations themselves */
 void kfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);

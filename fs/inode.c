@@ -236,69 +236,139 @@ void kfs_inode_renamed(struct kfs_inode *from_parent, const char *from_name,
 	pthread_mutex_unlock(&table_lock);
 }
 
-/* "a/b/c" relative to the volume root ("." for the root itself). */
-static int path_locked(const struct kfs_inode *in, char *buf, size_t len)
+/* Length of the path "a/b/c" (0 for the root), or -ENOENT if a name is missing. */
+static ssize_t path_len_locked(const struct kfs_inode *in)
 {
-	size_t pos = len - 1;
+	size_t len = 0;
 
-	if (len < 2)
-		return -ENAMETOOLONG;
-	buf[pos] = '\0';
-	if (in == &root_inode) {
-		strcpy(buf, ".");
-		return 0;
+	while (in != &root_inode) {
+		if (!in->links)
+			return -ENOENT;
+		len += strlen(in->links->name) + (len ? 1 : 0);
+		in = in->links->parent;
 	}
+	return (ssize_t)len;
+}
+
+/* Write the path into buf (exactly len bytes + NUL), filling from the end. */
+static void path_fill_locked(const struct kfs_inode *in, char *buf, size_t len)
+{
+	size_t pos = len;
+
+	buf[len] = '\0';
 	while (in != &root_inode) {
 		const struct kfs_link *l = in->links;
-		size_t n;
+		size_t n = strlen(l->name);
 
-		if (!l)
-			return -ENOENT;
-		n = strlen(l->name);
-		if (n + 1 > pos)
-			return -ENAMETOOLONG;
+		if (pos < len)
+			buf[--pos] = '/';
 		pos -= n;
 		memcpy(buf + pos, l->name, n);
 		in = l->parent;
-		if (in != &root_inode)
-			buf[--pos] = '/';
 	}
-	memmove(buf, buf + pos, len - pos);
+}
+
+/* Heap copy of in's path plus room for "/" extra; "." for the root. */
+static int path_alloc(const struct kfs_inode *in, const char *extra, char **out)
+{
+	size_t extra_len = extra ? strlen(extra) + 1 : 0;
+	ssize_t len;
+	char *buf;
+
+	pthread_mutex_lock(&table_lock);
+	len = path_len_locked(in);
+	if (len < 0) {
+		pthread_mutex_unlock(&table_lock);
+		return (int)len;
+	}
+	buf = malloc((size_t)len + extra_len + 2);
+	if (!buf) {
+		pthread_mutex_unlock(&table_lock);
+		return -ENOMEM;
+	}
+	path_fill_locked(in, buf, (size_t)len);
+	pthread_mutex_unlock(&table_lock);
+	if (extra) {
+		if (len)
+			buf[len++] = '/';
+		strcpy(buf + len, extra);
+	} else if (len == 0) {
+		strcpy(buf, ".");
+	}
+	*out = buf;
 	return 0;
 }
 
-int kfs_inode_path(const struct kfs_inode *in, char *buf, size_t len)
+/*
+ * Paths longer than PATH_MAX are legal below a mount point; the kernel
+ * only refuses them in one system call. Walk down with openat() until
+ * the rest fits.
+ */
+static int loc_shorten(struct kfs_loc *loc)
+{
+	const char *rest = loc->path;
+
+	while (strlen(rest) >= PATH_MAX - 1) {
+		const char *cut = rest + PATH_MAX - 2;
+		char *prefix;
+		int fd;
+
+		while (cut > rest && *cut != '/')
+			cut--;
+		if (cut == rest)
+			return -ENAMETOOLONG;     /* a single name longer than PATH_MAX */
+		prefix = strndup(rest, (size_t)(cut - rest));
+		if (!prefix)
+			return -ENOMEM;
+		fd = openat(loc->dirfd, prefix, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		free(prefix);
+		if (fd < 0)
+			return -errno;
+		if (loc->dirfd != kfs->root_fd)
+			close(loc->dirfd);
+		loc->dirfd = fd;
+		rest = cut + 1;
+	}
+	loc->rel = rest;
+	return 0;
+}
+
+static int loc_make(const struct kfs_inode *in, const char *name, struct kfs_loc *loc)
 {
 	int ret;
 
-	pthread_mutex_lock(&table_lock);
-	ret = path_locked(in, buf, len);
-	pthread_mutex_unlock(&table_lock);
+	loc->dirfd = kfs->root_fd;
+	loc->path = NULL;
+	loc->rel = NULL;
+	ret = path_alloc(in, name, &loc->path);
+	if (ret == 0)
+		ret = loc_shorten(loc);
+	if (ret < 0)
+		kfs_loc_done(loc);
 	return ret;
 }
 
-int kfs_child_path(const struct kfs_inode *parent, const char *name, char *buf, size_t len)
+int kfs_loc_inode(const struct kfs_inode *in, struct kfs_loc *loc)
 {
-	size_t used, n = strlen(name);
-	int ret;
+	return loc_make(in, NULL, loc);
+}
 
+int kfs_loc_child(const struct kfs_inode *parent, const char *name, struct kfs_loc *loc)
+{
+	loc->dirfd = -1;
+	loc->path = NULL;
 	if (strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
 		return -EINVAL;
-	if (parent == &root_inode) {
-		if (n + 1 > len)
-			return -ENAMETOOLONG;
-		memcpy(buf, name, n + 1);
-		return 0;
-	}
-	ret = kfs_inode_path(parent, buf, len);
-	if (ret < 0)
-		return ret;
-	used = strlen(buf);
-	if (used + 1 + n + 1 > len)
-		return -ENAMETOOLONG;
-	buf[used] = '/';
-	memcpy(buf + used + 1, name, n + 1);
-	return 0;
+	return loc_make(parent, name, loc);
+}
+
+void kfs_loc_done(struct kfs_loc *loc)
+{
+	if (loc->dirfd >= 0 && loc->dirfd != kfs->root_fd)
+		close(loc->dirfd);
+	loc->dirfd = -1;
+	free(loc->path);
+	loc->path = NULL;
 }
 
 /* Open handles of an inode, to reach it once it has no name. */

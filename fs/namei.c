@@ -46,117 +46,115 @@ void kfs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *
 
 void kfs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	char path[PATH_MAX], target[PATH_MAX];
+	char target[PATH_MAX];
+	struct kfs_loc loc;
 	ssize_t len;
 	int ret;
 
 	kfs_begin(req);
-	ret = kfs_inode_path(kfs_inode_of(ino), path, sizeof(path));
+	ret = kfs_loc_inode(kfs_inode_of(ino), &loc);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
 	}
-	len = readlinkat(kfs->root_fd, path, target, sizeof(target) - 1);
-	if (len < 0) {
-		fuse_reply_err(req, errno);
+	len = readlinkat(loc.dirfd, loc.rel, target, sizeof(target) - 1);
+	ret = len < 0 ? -errno : 0;
+	kfs_loc_done(&loc);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
 		return;
 	}
 	target[len] = '\0';
 	fuse_reply_readlink(req, target);
 }
 
-/* Common tail of mknod/mkdir/symlink: the path is made; answer with its entry. */
-static void made(fuse_req_t req, struct kfs_inode *parent, const char *name, const char *path)
-{
-	kfs_own_by_caller(path);
-	kfs_reply_entry_or_err(req, parent, name);
-}
-
 /* A regular file gets its header and data key the moment it exists. */
-static int make_regular(const char *path, mode_t mode)
+static int make_regular(const struct kfs_loc *loc, mode_t mode)
 {
 	struct kfs_file *f;
-	int fd = kfs_open_backing(path, O_WRONLY, 1, mode & 07777);
+	int fd = kfs_open_backing(loc, O_WRONLY, 1, mode & 07777);
 	int ret;
 
 	if (fd < 0)
 		return -errno;
-	kfs_own_by_caller(path);
-	ret = kfs_file_attach(fd, path, 1, &f);
+	kfs_own_by_caller(loc);
+	ret = kfs_file_attach(fd, loc->path, 1, &f);
 	if (ret < 0) {
 		close(fd);
-		unlinkat(kfs->root_fd, path, 0);
+		unlinkat(loc->dirfd, loc->rel, 0);
 		return ret;
 	}
 	kfs_file_detach(f);
 	return 0;
 }
 
-void kfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+enum make_kind { MAKE_NODE, MAKE_DIR, MAKE_SYMLINK };
+
+/* mknod/mkdir/symlink: make the name, give it to the caller, answer with its entry. */
+static void make_entry(fuse_req_t req, fuse_ino_t parent, const char *name, enum make_kind kind,
+		       mode_t mode, dev_t rdev, const char *target)
 {
 	struct kfs_inode *dir = kfs_inode_of(parent);
-	char path[PATH_MAX];
+	struct kfs_loc loc;
 	int ret;
 
 	kfs_begin(req);
-	ret = kfs_is_reserved(dir, name) ? -EPERM : kfs_child_path(dir, name, path, sizeof(path));
-	if (ret == 0) {
-		if (S_ISREG(mode))
-			ret = make_regular(path, mode);
-		else if (mknodat(kfs->root_fd, path, mode, rdev) < 0)
-			ret = -errno;
+	ret = kfs_is_reserved(dir, name) ? -EPERM : kfs_loc_child(dir, name, &loc);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
 	}
+	if (kind == MAKE_NODE && S_ISREG(mode))
+		ret = make_regular(&loc, mode);
+	else if (kind == MAKE_NODE)
+		ret = mknodat(loc.dirfd, loc.rel, mode, rdev) < 0 ? -errno : 0;
+	else if (kind == MAKE_DIR)
+		ret = mkdirat(loc.dirfd, loc.rel, mode) < 0 ? -errno : 0;
+	else
+		ret = symlinkat(target, loc.dirfd, loc.rel) < 0 ? -errno : 0;
+	if (ret == 0)
+		kfs_own_by_caller(&loc);
+	kfs_loc_done(&loc);
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
 	else
-		made(req, dir, name, path);
+		kfs_reply_entry_or_err(req, dir, name);
+}
+
+void kfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	make_entry(req, parent, name, MAKE_NODE, mode, rdev, NULL);
 }
 
 void kfs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	struct kfs_inode *dir = kfs_inode_of(parent);
-	char path[PATH_MAX];
-	int ret;
-
-	kfs_begin(req);
-	ret = kfs_is_reserved(dir, name) ? -EPERM : kfs_child_path(dir, name, path, sizeof(path));
-	if (ret == 0 && mkdirat(kfs->root_fd, path, mode) < 0)
-		ret = -errno;
-	if (ret < 0)
-		fuse_reply_err(req, -ret);
-	else
-		made(req, dir, name, path);
+	make_entry(req, parent, name, MAKE_DIR, mode, 0, NULL);
 }
 
 void kfs_op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
 {
-	struct kfs_inode *dir = kfs_inode_of(parent);
-	char path[PATH_MAX];
-	int ret;
-
-	kfs_begin(req);
-	ret = kfs_is_reserved(dir, name) ? -EPERM : kfs_child_path(dir, name, path, sizeof(path));
-	if (ret == 0 && symlinkat(target, kfs->root_fd, path) < 0)
-		ret = -errno;
-	if (ret < 0)
-		fuse_reply_err(req, -ret);
-	else
-		made(req, dir, name, path);
+	make_entry(req, parent, name, MAKE_SYMLINK, 0, 0, target);
 }
 
 void kfs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
 	struct kfs_inode *dir = kfs_inode_of(newparent);
-	char from[PATH_MAX], to[PATH_MAX];
+	struct kfs_loc from, to;
 	int ret;
 
 	kfs_begin(req);
-	ret = kfs_is_reserved(dir, newname) ? -EPERM :
-	      kfs_inode_path(kfs_inode_of(ino), from, sizeof(from));
-	if (ret == 0)
-		ret = kfs_child_path(dir, newname, to, sizeof(to));
-	if (ret == 0 && linkat(kfs->root_fd, from, kfs->root_fd, to, 0) < 0)
-		ret = -errno;
+	ret = kfs_is_reserved(dir, newname) ? -EPERM : kfs_loc_inode(kfs_inode_of(ino), &from);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	ret = kfs_loc_child(dir, newname, &to);
+	if (ret == 0) {
+		if (linkat(from.dirfd, from.rel, to.dirfd, to.rel, 0) < 0)
+			ret = -errno;
+		kfs_loc_done(&to);
+	}
+	kfs_loc_done(&from);
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
 	else
@@ -166,16 +164,20 @@ void kfs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const cha
 static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int flags)
 {
 	struct kfs_inode *dir = kfs_inode_of(parent);
-	char path[PATH_MAX];
+	struct kfs_loc loc;
 	struct stat st;
 	int ret;
 
 	kfs_begin(req);
-	ret = kfs_is_reserved(dir, name) ? -EPERM : kfs_child_path(dir, name, path, sizeof(path));
-	if (ret == 0 && fstatat(kfs->root_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+	ret = kfs_is_reserved(dir, name) ? -EPERM : kfs_loc_child(dir, name, &loc);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	if (fstatat(loc.dirfd, loc.rel, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    unlinkat(loc.dirfd, loc.rel, flags) < 0)
 		ret = -errno;
-	if (ret == 0 && unlinkat(kfs->root_fd, path, flags) < 0)
-		ret = -errno;
+	kfs_loc_done(&loc);
 	if (ret == 0)
 		kfs_inode_unlinked(dir, name, &st);
 	fuse_reply_err(req, -ret);
@@ -191,31 +193,43 @@ void kfs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	remove_entry(req, parent, name, AT_REMOVEDIR);
 }
 
+static int rename_at(const struct kfs_loc *from, const struct kfs_loc *to, unsigned int flags,
+		     struct stat *from_st, struct stat *to_st, int *target_exists)
+{
+	if (fstatat(from->dirfd, from->rel, from_st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	*target_exists = fstatat(to->dirfd, to->rel, to_st, AT_SYMLINK_NOFOLLOW) == 0;
+	if (renameat2(from->dirfd, from->rel, to->dirfd, to->rel, flags) < 0)
+		return -errno;
+	return 0;
+}
+
 void kfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		   const char *newname, unsigned int flags)
 {
 	struct kfs_inode *from_dir = kfs_inode_of(parent), *to_dir = kfs_inode_of(newparent);
-	char from[PATH_MAX], to[PATH_MAX];
+	struct kfs_loc from, to;
 	struct stat from_st, to_st;
-	int ret, target_exists;
+	int ret, target_exists = 0;
 
 	kfs_begin(req);
 	if (kfs_is_reserved(from_dir, name) || kfs_is_reserved(to_dir, newname)) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	ret = kfs_child_path(from_dir, name, from, sizeof(from));
-	if (ret == 0)
-		ret = kfs_child_path(to_dir, newname, to, sizeof(to));
-	if (ret == 0 && fstatat(kfs->root_fd, from, &from_st, AT_SYMLINK_NOFOLLOW) < 0)
-		ret = -errno;
+	ret = kfs_loc_child(from_dir, name, &from);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
 	}
-	target_exists = fstatat(kfs->root_fd, to, &to_st, AT_SYMLINK_NOFOLLOW) == 0;
-	if (renameat2(kfs->root_fd, from, kfs->root_fd, to, flags) < 0) {
-		fuse_reply_err(req, errno);
+	ret = kfs_loc_child(to_dir, newname, &to);
+	if (ret == 0) {
+		ret = rename_at(&from, &to, flags, &from_st, &to_st, &target_exists);
+		kfs_loc_done(&to);
+	}
+	kfs_loc_done(&from);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
 		return;
 	}
 	/* Renaming one hard link onto another of the same file changes nothing. */

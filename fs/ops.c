@@ -5,8 +5,8 @@
  *
  * The operations themselves live by subject: namei.c (names), attr.c
  * (attributes), file.c (contents), dir.c (listing), xattr.c. Every backing
- * call is *at(root_fd, "a/b") with a path rebuilt from the inode's names
- * (inode.c). kmsfs.conf in the volume root is kmsfs's own and invisible.
+ * call is *at(dirfd, "a/b") with a location rebuilt from the inode's names
+ * (inode.c: kfs_loc). kmsfs.conf in the volume root is kmsfs's own and invisible.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,10 +34,10 @@ void kfs_caller_current(struct kc_caller *caller, char principal[KFS_PRINCIPAL_M
 }
 
 /* New objects belong to the caller when the daemon runs as root (allow_other). */
-void kfs_own_by_caller(const char *path)
+void kfs_own_by_caller(const struct kfs_loc *loc)
 {
 	if (kfs->is_root && current_ctx)
-		(void)fchownat(kfs->root_fd, path, current_ctx->uid, current_ctx->gid,
+		(void)fchownat(loc->dirfd, loc->rel, current_ctx->uid, current_ctx->gid,
 			       AT_SYMLINK_NOFOLLOW);
 }
 
@@ -55,18 +55,20 @@ int kfs_is_reserved(const struct kfs_inode *parent, const char *name)
 /* stat parent/name, find or make its inode (one lookup reference), fill e. */
 int kfs_lookup_entry(struct kfs_inode *parent, const char *name, struct fuse_entry_param *e)
 {
-	char path[PATH_MAX];
+	struct kfs_loc loc;
 	struct kfs_inode *in;
 	int ret;
 
 	memset(e, 0, sizeof(*e));
 	if (kfs_is_reserved(parent, name))
 		return -ENOENT;
-	ret = kfs_child_path(parent, name, path, sizeof(path));
+	ret = kfs_loc_child(parent, name, &loc);
 	if (ret < 0)
 		return ret;
-	if (fstatat(kfs->root_fd, path, &e->attr, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
+	ret = fstatat(loc.dirfd, loc.rel, &e->attr, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+	kfs_loc_done(&loc);
+	if (ret < 0)
+		return ret;
 	in = kfs_inode_found(parent, name, &e->attr);
 	if (!in)
 		return -ENOMEM;
@@ -143,16 +145,16 @@ void kfs_file_detach(struct kfs_file *f)
  * a partial-block write must read the block it changes. O_APPEND and
  * O_TRUNC never reach it - offsets and sizes are plaintext ones.
  */
-int kfs_open_backing(const char *path, int flags, int create, mode_t mode)
+int kfs_open_backing(const struct kfs_loc *loc, int flags, int create, mode_t mode)
 {
 	int base = (flags & (O_SYNC | O_DSYNC | O_NOATIME)) | O_CLOEXEC | O_NOFOLLOW;
 	int fd;
 
 	if (create)
-		return openat(kfs->root_fd, path, base | O_RDWR | O_CREAT | O_EXCL, mode);
-	fd = openat(kfs->root_fd, path, base | O_RDWR);
+		return openat(loc->dirfd, loc->rel, base | O_RDWR | O_CREAT | O_EXCL, mode);
+	fd = openat(loc->dirfd, loc->rel, base | O_RDWR);
 	if (fd < 0 && (errno == EACCES || errno == EROFS) && (flags & O_ACCMODE) == O_RDONLY)
-		fd = openat(kfs->root_fd, path, base | O_RDONLY);
+		fd = openat(loc->dirfd, loc->rel, base | O_RDONLY);
 	return fd;
 }
 

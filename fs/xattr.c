@@ -4,7 +4,7 @@
  * Names under user.kmsfs. are kmsfs's own (the wrapped data key lives in
  * user.kmsfs.dek): they are left out of listings, read as absent, and
  * setting or removing them is refused. The xattr calls have no *at form,
- * so the backing file is named through /proc/self/fd/<root_fd>/<path>.
+ * so the backing file is named through /proc/self/fd/<dirfd>/<path>.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,43 +19,54 @@ static int is_kmsfs_xattr(const char *name)
 	return strncmp(name, KMSFS_XATTR_PREFIX, strlen(KMSFS_XATTR_PREFIX)) == 0;
 }
 
-static int proc_path(fuse_ino_t ino, char *out, size_t len)
+/*
+ * /proc/self/fd/<dirfd>/<rel>. For a path longer than PATH_MAX the
+ * directory stays open in *loc until the caller is done with out.
+ */
+static int proc_path(fuse_ino_t ino, struct kfs_loc *loc, char *out, size_t len)
 {
-	char path[PATH_MAX];
-	int n, ret = kfs_inode_path(kfs_inode_of(ino), path, sizeof(path));
+	int n, ret = kfs_loc_inode(kfs_inode_of(ino), loc);
 
 	if (ret < 0)
 		return ret;
-	n = snprintf(out, len, "/proc/self/fd/%d/%s", kfs->root_fd, path);
-	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+	n = snprintf(out, len, "/proc/self/fd/%d/%s", loc->dirfd, loc->rel);
+	if (n < 0 || (size_t)n >= len) {
+		kfs_loc_done(loc);
+		return -ENAMETOOLONG;
+	}
+	return 0;
 }
 
 void kfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 		     size_t size, int flags)
 {
 	char p[PATH_MAX + 32];
+	struct kfs_loc loc = { .dirfd = -1 };
 	int ret;
 
 	kfs_begin(req);
-	ret = is_kmsfs_xattr(name) ? -EPERM : proc_path(ino, p, sizeof(p));
+	ret = is_kmsfs_xattr(name) ? -EPERM : proc_path(ino, &loc, p, sizeof(p));
 	if (ret == 0 && lsetxattr(p, name, value, size, flags) < 0)
 		ret = -errno;
+	kfs_loc_done(&loc);
 	fuse_reply_err(req, -ret);
 }
 
 void kfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	char p[PATH_MAX + 32];
+	struct kfs_loc loc = { .dirfd = -1 };
 	char *value = NULL;
 	ssize_t len = 0;
 	int ret;
 
 	kfs_begin(req);
-	ret = is_kmsfs_xattr(name) ? -ENODATA : proc_path(ino, p, sizeof(p));
+	ret = is_kmsfs_xattr(name) ? -ENODATA : proc_path(ino, &loc, p, sizeof(p));
 	if (ret == 0 && size && !(value = malloc(size)))
 		ret = -ENOMEM;
 	if (ret == 0 && (len = lgetxattr(p, name, value, size)) < 0)
 		ret = -errno;
+	kfs_loc_done(&loc);
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
 	else if (size == 0)
@@ -97,17 +108,19 @@ static ssize_t filtered_list(const char *p, char **out)
 void kfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	char p[PATH_MAX + 32];
+	struct kfs_loc loc = { .dirfd = -1 };
 	char *list = NULL;
 	ssize_t len;
 	int ret;
 
 	kfs_begin(req);
-	ret = proc_path(ino, p, sizeof(p));
+	ret = proc_path(ino, &loc, p, sizeof(p));
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
 	}
 	len = filtered_list(p, &list);
+	kfs_loc_done(&loc);
 	if (len < 0)
 		fuse_reply_err(req, (int)-len);
 	else if (size == 0)
@@ -122,11 +135,13 @@ void kfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 void kfs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	char p[PATH_MAX + 32];
+	struct kfs_loc loc = { .dirfd = -1 };
 	int ret;
 
 	kfs_begin(req);
-	ret = is_kmsfs_xattr(name) ? -EPERM : proc_path(ino, p, sizeof(p));
+	ret = is_kmsfs_xattr(name) ? -EPERM : proc_path(ino, &loc, p, sizeof(p));
 	if (ret == 0 && lremovexattr(p, name) < 0)
 		ret = -errno;
+	kfs_loc_done(&loc);
 	fuse_reply_err(req, -ret);
 }
