@@ -71,7 +71,7 @@ void kfs_audit_integrity(const char *path, const char *what, int64_t block, cons
 	kfs_caller_current(&caller, principal);
 	snprintf(err.type, sizeof(err.type), "%s", kc_status_type(KC_INVALID_CIPHERTEXT));
 	snprintf(err.message, sizeof(err.message), "%s", reason);
-	syslog(LOG_WARNING, "kmsfs: %s: %s", path, reason);
+	syslog(LOG_WARNING, "%s: %s", path, reason);
 	if (kfs->audit)
 		kc_audit_record(kfs->audit, &ev);
 }
@@ -182,8 +182,8 @@ int kfs_key_create(struct kfs_node *node, int fd, const char *path,
 	status = keyclient_generate_data_key_file(kfs->kc, kfs->vol.key_id, &ctx, caller, path,
 						  dek, KMSFS_DEK_LEN, &blob, &blob_len, key_arn, &err);
 	if (status != KC_OK) {
-		syslog(LOG_NOTICE, "kmsfs: %s: data key generation refused (%s: %s)",
-		       path, err.type, err.message);
+		syslog(LOG_NOTICE, "%s: data key generation refused: %s (%s)",
+		       path, err.message, err.type);
 		ret = errno_for_status(status);
 		goto out;
 	}
@@ -246,8 +246,8 @@ static int key_unwrap(struct kfs_node *node, int fd, const char *path,
 	status = keyclient_decrypt_file(kfs->kc, key_arn, blob, blob_len, &ctx, caller, path,
 					dek, KMSFS_DEK_LEN, &dek_len, used_arn, &err);
 	if (status != KC_OK) {
-		syslog(LOG_NOTICE, "kmsfs: %s: data key unwrap refused (%s: %s)",
-		       path, err.type, err.message);
+		syslog(LOG_NOTICE, "%s: data key unwrap refused: %s (%s)",
+		       path, err.message, err.type);
 		ret = errno_for_status(status);
 		goto out;
 	}

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "fs_internal.h"
@@ -113,6 +114,8 @@ int kmsfs_fs_mount(const struct kmsfs_mount_opts *opts, const struct kmsfs_volum
 		return 1;
 	}
 	kfs = &state;
+	/* Refusals and integrity failures go to syslog, and to stderr with -f. */
+	openlog("kmsfs", LOG_PID | (opts->foreground ? LOG_PERROR : 0), LOG_DAEMON);
 	kfs_inode_root_init(root_st.st_dev, root_st.st_ino);
 	raise_fd_limit();
 	if (build_args(opts, &args) < 0)
@@ -145,6 +148,7 @@ out:
 	kfs_inode_table_destroy();
 	kfs_node_table_destroy();
 	close(state.root_fd);
+	closelog();
 	kfs = NULL;
 	return ret;
 }
