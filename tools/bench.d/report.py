@@ -114,6 +114,8 @@ def main():
                 ratios[wl][t] = r
                 row.append("–" if r is None else f"{r:.2f}")
             out.append(f"| {desc} | " + " | ".join(row) + " |")
+    elif "kmsfs" in targets:
+        out.append("(no peer measured: no ratios)")
     else:
         out.append("(kmsfs not measured: no ratios)")
     summary["kmsfs_speed_ratio"] = ratios
