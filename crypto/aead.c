@@ -10,7 +10,7 @@
  * resistance and nothing in kmsfs needs them.
  */
 #include "crypto.h"
-#include "aead_internal.h"
+#include "crypto_internal.h"
 
 #include <errno.h>
 #include <limits.h>

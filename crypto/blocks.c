@@ -15,7 +15,7 @@
  * fails authentication (DESIGN.md section 3).
  */
 #include "crypto.h"
-#include "aead_internal.h"
+#include "crypto_internal.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -8,7 +8,7 @@
  * kmsfs never calls libsodium directly for these basics.
  */
 #include "crypto.h"
-#include "aead_internal.h"
+#include "crypto_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -39,14 +39,19 @@ int kmsfs_crypto_init(void)
 	return 0;
 }
 
+/* Small secrets (data keys) share locked chunks: see keypool.c. */
 void *kmsfs_secure_alloc(size_t len)
 {
+	if (len > 0 && len <= KEYPOOL_SLOT)
+		return kmsfs_keypool_alloc();
 	return sodium_malloc(len);
 }
 
 void kmsfs_secure_free(void *ptr)
 {
-	/* sodium_free() wipes before unmapping and accepts NULL. */
+	if (!ptr || kmsfs_keypool_free(ptr))
+		return;
+	/* sodium_free() wipes before unmapping. */
 	sodium_free(ptr);
 }
 

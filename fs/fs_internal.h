@@ -62,6 +62,7 @@ struct kfs_node {
 	struct kfs_grant grants[KFS_MAX_GRANTS];
 	unsigned grant_count;
 	time_t idle_since;               /* when refs dropped to 0 */
+	struct kfs_node *idle_prev, *idle_next;   /* idle list, oldest first */
 	int cache_known;                 /* cache_* describe what the page cache holds */
 	struct timespec cache_mtime;
 	off_t cache_size;

@@ -5,8 +5,11 @@
  * read-modify-write the same block at once, so that state hangs off the
  * backing inode (st_dev, st_ino), not off the file handle. A node outlives
  * its last close by key_cache_ttl seconds so that reopening a file that was
- * just used needs no key-service call (DESIGN section 8); after that the
- * plaintext data key is wiped.
+ * just used needs no key-service call (DESIGN section 8); after that, or
+ * when more than MAX_IDLE nodes are idle, the plaintext data key is wiped.
+ *
+ * Idle nodes sit on a list in the order they went idle, so expiry pops
+ * from the front and the cap evicts the longest idle first.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -14,17 +17,57 @@
 
 #include "fs_internal.h"
 
-#define NODE_BUCKETS 4096
-#define SWEEP_EVERY 1024
+#define NODE_BUCKETS 16384
+#define MAX_IDLE 8192
 
 static struct kfs_node *buckets[NODE_BUCKETS];
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned long gets_since_sweep;
+static struct kfs_node *idle_head, *idle_tail;
+static unsigned idle_count;
 
 static unsigned bucket_of(dev_t dev, ino_t ino)
 {
 	uint64_t h = (uint64_t)ino * 0x9E3779B97F4A7C15ull ^ (uint64_t)dev;
+
 	return (unsigned)(h >> 32) % NODE_BUCKETS;
+}
+
+static void idle_remove(struct kfs_node *node)
+{
+	if (node->idle_prev)
+		node->idle_prev->idle_next = node->idle_next;
+	else
+		idle_head = node->idle_next;
+	if (node->idle_next)
+		node->idle_next->idle_prev = node->idle_prev;
+	else
+		idle_tail = node->idle_prev;
+	node->idle_prev = node->idle_next = NULL;
+	idle_count--;
+}
+
+static void idle_append(struct kfs_node *node)
+{
+	node->idle_prev = idle_tail;
+	node->idle_next = NULL;
+	if (idle_tail)
+		idle_tail->idle_next = node;
+	else
+		idle_head = node;
+	idle_tail = node;
+	idle_count++;
+}
+
+static void unhash(struct kfs_node *node)
+{
+	struct kfs_node **link = &buckets[bucket_of(node->dev, node->ino)];
+
+	for (; *link; link = &(*link)->next) {
+		if (*link == node) {
+			*link = node->next;
+			return;
+		}
+	}
 }
 
 static void node_free(struct kfs_node *node)
@@ -35,32 +78,17 @@ static void node_free(struct kfs_node *node)
 	free(node);
 }
 
-static int node_expired(const struct kfs_node *node, time_t now)
+/* Drop idle nodes past their cache time, or beyond the cap. Lock held. */
+static void expire_locked(time_t now)
 {
-	return node->refs == 0 && now - node->idle_since >= kfs->key_cache_ttl;
-}
+	while (idle_head && (idle_count > MAX_IDLE ||
+			     now - idle_head->idle_since >= kfs->key_cache_ttl)) {
+		struct kfs_node *node = idle_head;
 
-/* Drop idle nodes whose cache time is over. Caller holds table_lock. */
-static void sweep_bucket(unsigned b, time_t now)
-{
-	struct kfs_node **link = &buckets[b];
-
-	while (*link) {
-		struct kfs_node *node = *link;
-
-		if (node_expired(node, now)) {
-			*link = node->next;
-			node_free(node);
-		} else {
-			link = &node->next;
-		}
+		idle_remove(node);
+		unhash(node);
+		node_free(node);
 	}
-}
-
-static void sweep_all(time_t now)
-{
-	for (unsigned b = 0; b < NODE_BUCKETS; b++)
-		sweep_bucket(b, now);
 }
 
 static struct kfs_node *node_new(dev_t dev, ino_t ino)
@@ -80,14 +108,10 @@ static struct kfs_node *node_new(dev_t dev, ino_t ino)
 struct kfs_node *kfs_node_get(dev_t dev, ino_t ino)
 {
 	unsigned b = bucket_of(dev, ino);
-	time_t now = time(NULL);
 	struct kfs_node *node;
 
 	pthread_mutex_lock(&table_lock);
-	if (++gets_since_sweep >= SWEEP_EVERY) {
-		gets_since_sweep = 0;
-		sweep_all(now);
-	}
+	expire_locked(time(NULL));
 	for (node = buckets[b]; node; node = node->next)
 		if (node->dev == dev && node->ino == ino)
 			break;
@@ -97,6 +121,8 @@ struct kfs_node *kfs_node_get(dev_t dev, ino_t ino)
 			node->next = buckets[b];
 			buckets[b] = node;
 		}
+	} else if (node->refs == 0) {
+		idle_remove(node);
 	}
 	if (node)
 		node->refs++;
@@ -106,13 +132,11 @@ struct kfs_node *kfs_node_get(dev_t dev, ino_t ino)
 
 void kfs_node_put(struct kfs_node *node)
 {
-	unsigned b = bucket_of(node->dev, node->ino);
-
 	pthread_mutex_lock(&table_lock);
 	if (--node->refs == 0) {
 		node->idle_since = time(NULL);
-		if (kfs->key_cache_ttl <= 0)
-			sweep_bucket(b, node->idle_since);
+		idle_append(node);
+		expire_locked(node->idle_since);
 	}
 	pthread_mutex_unlock(&table_lock);
 }
@@ -128,5 +152,7 @@ void kfs_node_table_destroy(void)
 			node_free(node);
 		}
 	}
+	idle_head = idle_tail = NULL;
+	idle_count = 0;
 	pthread_mutex_unlock(&table_lock);
 }

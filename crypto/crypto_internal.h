@@ -1,9 +1,9 @@
 /*
- * aead_internal.h - helpers shared inside crypto/ only (not part of the
+ * crypto_internal.h - helpers shared inside crypto/ only (not part of the
  * public contract in crypto.h).
  */
-#ifndef KMSFS_AEAD_INTERNAL_H
-#define KMSFS_AEAD_INTERNAL_H
+#ifndef KMSFS_CRYPTO_INTERNAL_H
+#define KMSFS_CRYPTO_INTERNAL_H
 
 #include <stddef.h>
 
@@ -18,4 +18,9 @@
  */
 const EVP_CIPHER *kmsfs_gcm_cipher(size_t key_len);
 
-#endif /* KMSFS_AEAD_INTERNAL_H */
+/* keypool.c: slots for secrets of up to KEYPOOL_SLOT bytes in shared locked chunks. */
+#define KEYPOOL_SLOT 64
+void *kmsfs_keypool_alloc(void);
+int kmsfs_keypool_free(void *ptr);
+
+#endif /* KMSFS_CRYPTO_INTERNAL_H */
