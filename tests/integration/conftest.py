@@ -56,7 +56,8 @@ def kmsfs(request):
     env["PATH"] = os.path.dirname(binary) + os.pathsep + env.get("PATH", "/usr/bin:/bin")
     env["KMSFS_ARGON2_OPSLIMIT"] = "1"
     env["KMSFS_ARGON2_MEMLIMIT"] = str(8192 * 1024)
-    env["ASAN_OPTIONS"] = "log_path=%s/asan:detect_leaks=0" % san
+    # leak detection is off for the daemon by default; KMSFS_IT_DETECT_LEAKS=1 turns it on
+    env["ASAN_OPTIONS"] = "log_path=%s/asan:detect_leaks=%s" % (san, "1" if os.environ.get("KMSFS_IT_DETECT_LEAKS") == "1" else "0")
     env["UBSAN_OPTIONS"] = "print_stacktrace=1:log_path=%s/ubsan" % san
     env["LC_ALL"] = "C"
     ctx = kmsfs_it.Kmsfs(binary, base, env)
@@ -108,10 +109,10 @@ def _guard(request, kmsfs):
     t.start()
     mounts_before = set(kmsfs.mounts)
     yield
-    t.cancel()
     problems = []
     for mnt in list(kmsfs.mounts - mounts_before):
         problems += kmsfs.unmount(mnt)
+    t.cancel()  # only now: the watchdog also covers the unmounts above
     new = sorted(_sanitizer_files(kmsfs) - before)
     reports = []
     for f in new:

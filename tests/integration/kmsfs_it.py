@@ -75,8 +75,10 @@ def norm_id(s):
     return str(s).replace("-", "").lower()
 
 
+# Mount point paths are compared as strings (os.path.abspath): realpath() would lstat the mount
+# point, i.e. send a FUSE request, and hang on a hung daemon (the watchdog relies on this).
 def is_mounted(path):
-    path = os.path.realpath(path)
+    path = os.path.abspath(path)
     with open("/proc/self/mountinfo") as f:
         for line in f:
             parts = line.split()
@@ -87,7 +89,7 @@ def is_mounted(path):
 
 
 def mount_fstype(path):
-    path = os.path.realpath(path)
+    path = os.path.abspath(path)
     found = None
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -112,7 +114,7 @@ def wait_for(pred, timeout=10.0, interval=0.05):
 def daemon_pids(kmsfs_bin, mountpoint):
     """Pids of kmsfs processes that have MOUNTPOINT on their command line."""
     real_bin = os.path.realpath(kmsfs_bin)
-    mp = os.path.realpath(mountpoint)
+    mp = os.path.abspath(mountpoint)
     pids = []
     for d in os.listdir("/proc"):
         if not d.isdigit() or int(d) == os.getpid():
@@ -127,7 +129,7 @@ def daemon_pids(kmsfs_bin, mountpoint):
             exe = exe[: -len(" (deleted)")]
         if exe != real_bin:
             continue
-        if any(os.path.realpath(a) == mp for a in argv if a.startswith("/")) or mp in argv:
+        if any(os.path.normpath(a) == mp for a in argv if a.startswith("/")):
             pids.append(int(d))
     return pids
 
@@ -254,7 +256,7 @@ class Kmsfs:
         return Volume(self, root, cipherdir, mnt, cipher or "aes-256-gcm", key)
 
     def track_mount(self, mnt):
-        mnt = os.path.realpath(mnt)
+        mnt = os.path.abspath(mnt)
         self.mounts.add(mnt)
         for pid in daemon_pids(self.bin, mnt):
             self.daemons.add(pid)
@@ -262,7 +264,7 @@ class Kmsfs:
     def unmount(self, mnt, wait_daemon=True):
         """fusermount3 -u with retries, lazy unmount as the last resort. Returns a list of
         problems (empty when the unmount was clean)."""
-        mnt = os.path.realpath(mnt)
+        mnt = os.path.abspath(mnt)
         problems = []
         pids = daemon_pids(self.bin, mnt)
         if is_mounted(mnt):

@@ -42,7 +42,7 @@ def _kmsfs_umount(vol, kmsfs):
     r = kmsfs.run("umount", vol.mnt, check=False)
     assert r.rc == 0, "kmsfs umount failed: %r" % r
     assert not kmsfs_it.is_mounted(vol.mnt)
-    kmsfs.mounts.discard(os.path.realpath(vol.mnt))
+    kmsfs.mounts.discard(os.path.abspath(vol.mnt))
     for pid in pids:
         assert kmsfs_it.wait_for(lambda: not kmsfs_it.pid_alive(pid), 10), "daemon %d did not exit after umount" % pid
 
@@ -106,7 +106,7 @@ def test_fstab_line_with_mount_T(vol, kmsfs):
     _check_mounted_volume(vol, kmsfs, "fstab-file")
     r = sh(["fusermount3", "-u", vol.mnt], kmsfs.env)
     assert r.rc == 0, r
-    kmsfs.mounts.discard(os.path.realpath(vol.mnt))
+    kmsfs.mounts.discard(os.path.abspath(vol.mnt))
     assert not kmsfs_it.is_mounted(vol.mnt)
 
 
@@ -119,7 +119,7 @@ def test_sigterm_to_daemon_unmounts_cleanly(vol, kmsfs):
     os.kill(pids[0], signal.SIGTERM)
     assert kmsfs_it.wait_for(lambda: not kmsfs_it.pid_alive(pids[0]), 15), "daemon ignored SIGTERM"
     assert kmsfs_it.wait_for(lambda: not kmsfs_it.is_mounted(vol.mnt), 5), "SIGTERM left the mount point mounted"
-    kmsfs.mounts.discard(os.path.realpath(vol.mnt))
+    kmsfs.mounts.discard(os.path.abspath(vol.mnt))
     vol.mount()
     assert read_file(vol.p("before-term")) == data
     vol.unmount()
@@ -140,7 +140,7 @@ def test_foreground_mount_and_sigterm(vol, kmsfs):
         rc = p.wait(20)
         assert rc == 0, "foreground daemon exited %d on SIGTERM; stderr: %s" % (rc, p.stderr.read())
         assert not kmsfs_it.is_mounted(vol.mnt)
-        kmsfs.mounts.discard(os.path.realpath(vol.mnt))
+        kmsfs.mounts.discard(os.path.abspath(vol.mnt))
     finally:
         if p.poll() is None:
             p.kill()
@@ -330,5 +330,5 @@ def test_umount_busy_keeps_mount(vol, kmsfs):
         f.close()
     r = kmsfs.run("umount", vol.mnt, check=False)
     assert r.rc == 0, r
-    kmsfs.mounts.discard(os.path.realpath(vol.mnt))
+    kmsfs.mounts.discard(os.path.abspath(vol.mnt))
     assert not kmsfs_it.is_mounted(vol.mnt)

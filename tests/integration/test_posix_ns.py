@@ -421,3 +421,77 @@ def test_times_now_and_ctime(mvol):
     st = os.stat(p)
     now = time.time_ns()
     assert abs(st.st_mtime_ns - now) < 5 * 10**9 and abs(st.st_atime_ns - now) < 5 * 10**9, "utime(NULL) did not set now"
+
+
+def test_rename_while_open_for_write(mvol):
+    os.mkdir(mvol.p("from"))
+    os.mkdir(mvol.p("to"))
+    fd = os.open(mvol.p("from", "f"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"A" * 5000)
+        os.rename(mvol.p("from", "f"), mvol.p("to", "g"))
+        os.write(fd, b"B" * 5000)
+        os.rename(mvol.p("to"), mvol.p("to2"))
+        os.pwrite(fd, b"C" * 10, 4995)
+        assert os.pread(fd, 20, 4990) == b"AAAAA" + b"C" * 10 + b"BBBBB"
+    finally:
+        os.close(fd)
+    want = b"A" * 4995 + b"C" * 10 + b"B" * 4995
+    assert read_file(mvol.p("to2", "g")) == want
+    mvol.remount()
+    assert read_file(mvol.p("to2", "g")) == want
+
+
+def test_unlinked_open_file_is_independent_of_a_new_file_with_its_name(mvol):
+    p = mvol.p("name")
+    write_file(p, b"old" * 2000)
+    fd = os.open(p, os.O_RDWR)
+    try:
+        os.unlink(p)
+        write_file(p, b"NEW FILE")
+        os.pwrite(fd, b"written-through-old-fd", 10)
+        assert os.pread(fd, 32, 0)[:32] == (b"old" * 2000)[:10] + b"written-through-old-fd"
+        assert read_file(p) == b"NEW FILE", "a write through the unlinked file's fd landed in the new file"
+        os.rename(p, mvol.p("moved"))
+        os.pwrite(fd, b"again", 0)
+        assert read_file(mvol.p("moved")) == b"NEW FILE"
+    finally:
+        os.close(fd)
+    mvol.remount()
+    assert read_file(mvol.p("moved")) == b"NEW FILE"
+    assert sorted(os.listdir(mvol.mnt)) == ["moved"]
+
+
+def test_key_cache_is_per_principal(kmsfs):
+    """Default key cache on: root has the file's DEK cached (and the file open), yet uid 65534,
+    which the key policy does not allow, still gets EACCES for a mode-0666 file."""
+    v = kmsfs.new_volume("percache")
+    v.mount("-o", "allow_other,default_permissions")
+    write_file(v.p("shared"), b"root's data")
+    os.chmod(v.p("shared"), 0o666)
+    with open(v.p("shared"), "rb") as held:
+        assert held.read() == b"root's data"
+        r = run_as(65534, 65534, CHILD_PRELUDE + "attempt('read', lambda: rd(%r))\n"
+                   "attempt('write', lambda: wr(%r, 'X'))\nprint(json.dumps(res))\n" % (v.p("shared"), v.p("shared")))
+    assert r["read"] == ["err", "EACCES"], "uid 65534 used root's cached data key: %r" % r
+    assert r["write"] == ["err", "EACCES"], r
+    assert read_file(v.p("shared")) == b"root's data"
+    v.unmount()
+
+
+def test_allow_other_without_default_permissions_still_enforces_modes(kmsfs):
+    """Forgetting default_permissions must not turn off Unix permissions: with the key allowed
+    for uid 65534, it still cannot read root's 0600 file or write a 0644 one."""
+    key = kmsfs.create_key("noperm-test")
+    v = kmsfs.new_volume("noperm", key=key)
+    v.mount("-o", "allow_other", "--key-cache-ttl", "0")
+    _setup_perm_tree(v)
+    kmsfs.key("allow", key, "uid:65534")
+    r = _child(v)
+    assert r["read_public"] == ["ok", "world-writable"], r
+    assert r["read_private"] == ["err", "EACCES"], "uid 65534 read a root 0600 file: %r" % r
+    assert r["write_readable"] == ["err", "EACCES"], "uid 65534 wrote a root 0644 file: %r" % r
+    assert r["list_closed"] == ["err", "EACCES"], r
+    assert r["chmod_public"] == ["err", "EPERM"], r
+    assert read_file(v.p("readable")) == b"world-readable"
+    v.unmount()
