@@ -4,6 +4,7 @@ import errno
 import os
 import shutil
 import signal
+import time
 import subprocess
 
 import pytest
@@ -332,3 +333,71 @@ def test_umount_busy_keeps_mount(vol, kmsfs):
     assert r.rc == 0, r
     kmsfs.mounts.discard(os.path.abspath(vol.mnt))
     assert not kmsfs_it.is_mounted(vol.mnt)
+
+
+def test_passfile_without_trailing_newline(vol, kmsfs):
+    pf = os.path.join(vol.root, "pass-no-newline")
+    with open(pf, "w") as f:
+        f.write(kmsfs_it.PASSPHRASE)
+    os.chmod(pf, 0o600)
+    r = kmsfs.run("mount", "--keystore", kmsfs.keystore, "--passfile", pf, vol.cipherdir, vol.mnt,
+                  check=False, timeout=60)
+    assert r.rc == 0 and kmsfs_it.is_mounted(vol.mnt), "passfile without a trailing newline: %r" % r
+    kmsfs.track_mount(vol.mnt)
+    vol.unmount()
+
+
+def test_passphrase_prompt_on_a_terminal(vol, kmsfs):
+    """No --passfile/--extpass/KMSFS_PASSPHRASE: kmsfs prompts on the terminal, without echo."""
+    import pty
+    import select
+    pid, master = pty.fork()
+    if pid == 0:  # child: the terminal is the pty
+        try:
+            os.execve(kmsfs.bin, [kmsfs.bin, "mount", "--keystore", kmsfs.keystore, vol.cipherdir, vol.mnt],
+                      kmsfs.env)
+        finally:
+            os._exit(127)
+    out = b""
+    sent = False
+    deadline = time.monotonic() + 60
+    status = None
+    try:
+        while time.monotonic() < deadline:
+            rl, _, _ = select.select([master], [], [], 0.2)
+            if rl:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    break
+                out += chunk
+            if not sent and b"assphrase" in out:
+                os.write(master, kmsfs_it.PASSPHRASE.encode() + b"\n")
+                sent = True
+            wpid, st = os.waitpid(pid, os.WNOHANG)
+            if wpid:
+                status = st
+                break
+        while status is None and time.monotonic() < deadline:  # pty closed: collect the exit status
+            wpid, st = os.waitpid(pid, os.WNOHANG)
+            if wpid:
+                status = st
+            else:
+                time.sleep(0.05)
+    finally:
+        os.close(master)
+    if status is None:
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+        os.waitpid(pid, 0)
+    assert sent, "kmsfs printed no passphrase prompt on the terminal: %r" % out
+    assert status is not None and os.waitstatus_to_exitcode(status) == 0, \
+        "mount after typing the passphrase: status %r, output %r" % (status, out)
+    assert kmsfs_it.is_mounted(vol.mnt)
+    kmsfs.track_mount(vol.mnt)
+    assert kmsfs_it.PASSPHRASE.encode() not in out, "the passphrase was echoed on the terminal"
+    vol.unmount()
