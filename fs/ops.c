@@ -36,7 +36,8 @@ void kfs_caller_current(struct kc_caller *caller, char principal[KFS_PRINCIPAL_M
 /* New objects belong to the caller when the daemon runs as root (allow_other). */
 void kfs_own_by_caller(const struct kfs_loc *loc)
 {
-	if (kfs->is_root && current_ctx)
+	if (kfs->is_root && current_ctx &&
+	    (current_ctx->uid != geteuid() || current_ctx->gid != getegid()))
 		(void)fchownat(loc->dirfd, loc->rel, current_ctx->uid, current_ctx->gid,
 			       AT_SYMLINK_NOFOLLOW);
 }

@@ -9,6 +9,7 @@
  * random store id and salt and records the creating uid as its owner.
  * The operations themselves live in local_data.c and local_keys.c.
  */
+#include "crypto.h"
 #include "local_internal.h"
 
 #include <errno.h>
@@ -115,7 +116,7 @@ static enum kc_status unlock_store(struct kc_local *local, const char *dir,
 	rc = derive_root_key(local, dir, passphrase, meta, err);
 	if (rc != KC_OK)
 		goto out;
-	check = sodium_malloc(KC_VERIFIER_PLAIN_LEN);
+	check = kmsfs_secure_alloc(KC_VERIFIER_PLAIN_LEN);
 	if (!check) {
 		rc = kc_fail(err, KC_INTERNAL, "key store %s: out of secure memory", dir);
 		goto out;
@@ -128,7 +129,7 @@ static enum kc_status unlock_store(struct kc_local *local, const char *dir,
 	}
 	adopt_meta(local, meta);
 out:
-	sodium_free(check);
+	kmsfs_secure_free(check);
 	return rc;
 }
 
@@ -183,7 +184,7 @@ static void free_local(struct kc_local *local)
 {
 	if (!local)
 		return;
-	sodium_free(local->root_key);   /* wipes the root key */
+	kmsfs_secure_free(local->root_key);   /* wipes the root key */
 	kc_store_close(local->store);
 	free(local);
 }
@@ -212,7 +213,7 @@ enum kc_status kc_local_open(const char *dir, const char *passphrase, int create
 	local = calloc(1, sizeof *local);
 	kc = calloc(1, sizeof *kc);
 	if (local)
-		local->root_key = sodium_malloc(KC_KEY_LEN);
+		local->root_key = kmsfs_secure_alloc(KC_KEY_LEN);
 	if (!local || !kc || !local->root_key) {
 		rc = kc_fail(err, KC_INTERNAL, "key store %s: out of memory", dir);
 		goto out;

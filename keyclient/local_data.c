@@ -9,6 +9,7 @@
  * only for the moment it is used. Order of checks, as AWS: the key must
  * exist, the caller must be allowed, the key must be enabled.
  */
+#include "crypto.h"
 #include "local_internal.h"
 
 #include <stdlib.h>
@@ -45,7 +46,7 @@ static enum kc_status wrap(struct kc_local *local, const char *key_ref, const ch
 		rc = kc_context_serialize(ctx, &context, &context_len, err);
 	if (rc != KC_OK)
 		goto out;
-	material = sodium_malloc(KC_KEY_LEN);
+	material = kmsfs_secure_alloc(KC_KEY_LEN);
 	if (!material) {
 		rc = kc_fail(err, KC_INTERNAL, "key %s: out of secure memory", key.key_id);
 		goto out;
@@ -58,7 +59,7 @@ static enum kc_status wrap(struct kc_local *local, const char *key_ref, const ch
 		rc = kc_blob_seal(material, &hdr, context, context_len, plaintext, plaintext_len,
 				blob, blob_len, err);
 out:
-	sodium_free(material);
+	kmsfs_secure_free(material);
 	free(context);
 	return rc;
 }
@@ -130,7 +131,7 @@ static enum kc_status unwrap(struct kc_local *local, const char *expected_ref, c
 		rc = kc_context_serialize(ctx, &context, &context_len, err);
 	if (rc != KC_OK)
 		goto out;
-	material = sodium_malloc(KC_KEY_LEN);
+	material = kmsfs_secure_alloc(KC_KEY_LEN);
 	if (!material) {
 		rc = kc_fail(err, KC_INTERNAL, "key %s: out of secure memory", key.key_id);
 		goto out;
@@ -143,7 +144,7 @@ static enum kc_status unwrap(struct kc_local *local, const char *expected_ref, c
 		rc = kc_blob_open(material, blob, blob_len, context, context_len,
 				plaintext, plaintext_cap, plaintext_len, err);
 out:
-	sodium_free(material);
+	kmsfs_secure_free(material);
 	free(context);
 	return rc;
 }
@@ -220,7 +221,7 @@ enum kc_status kc_local_re_encrypt(struct keyclient *kc,
 		rc = kc_fail(err, KC_VALIDATION, "ReEncrypt: no output blob");
 		goto out;
 	}
-	plain = sodium_malloc(plain_cap);
+	plain = kmsfs_secure_alloc(plain_cap);
 	if (!plain) {
 		rc = kc_fail(err, KC_INTERNAL, "ReEncrypt: out of secure memory");
 		goto out;
@@ -231,6 +232,6 @@ enum kc_status kc_local_re_encrypt(struct keyclient *kc,
 		rc = wrap(local, dst_key_id, "kms:ReEncryptTo", dst_ctx, caller, plain, plain_len,
 				new_blob, new_blob_len, dst_key_arn_out, err);
 out:
-	sodium_free(plain);
+	kmsfs_secure_free(plain);
 	return rc;
 }

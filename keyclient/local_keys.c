@@ -7,6 +7,7 @@
  * is sealed under the root key with AAD = key id ‖ version, and is wiped
  * right after; the database only ever sees sealed material.
  */
+#include "crypto.h"
 #include "local_internal.h"
 
 #include <stdio.h>
@@ -28,14 +29,14 @@ static int seal_new_material(uint32_t version, uint8_t sealed[KC_SEALED_KEY_LEN]
 {
 	const struct material_sealing *sealing = arg;
 	uint8_t aad[KC_MATERIAL_AAD_LEN];
-	uint8_t *material = sodium_malloc(KC_KEY_LEN);
+	uint8_t *material = kmsfs_secure_alloc(KC_KEY_LEN);
 
 	if (!material)
 		return -1;
 	randombytes_buf(material, KC_KEY_LEN);
 	kc_material_aad(sealing->key_uuid, version, aad);
 	kc_seal(sealing->root_key, aad, sizeof aad, material, KC_KEY_LEN, sealed);
-	sodium_free(material);
+	kmsfs_secure_free(material);
 	return 0;
 }
 
