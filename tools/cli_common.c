@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -40,6 +41,7 @@ int cli_open_keyclient(struct cli_keystore *ks, int create, struct keyclient **o
 {
 	struct kc_passphrase_source src = { .passfile = ks->passfile, .extpass = ks->extpass };
 	struct kc_error err = { 0 };
+	char absolute[PATH_MAX];
 	char *passphrase;
 	int exists;
 	enum kc_status status;
@@ -61,5 +63,8 @@ int cli_open_keyclient(struct cli_keystore *ks, int create, struct keyclient **o
 	kmsfs_secure_free(passphrase);
 	if (status != KC_OK)
 		return cli_error("%s (%s)", err.message, err.type);
+	/* Messages and default paths (audit.log) name the store absolutely. */
+	if (realpath(ks->resolved, absolute))
+		snprintf(ks->resolved, sizeof(ks->resolved), "%s", absolute);
 	return 0;
 }
