@@ -714,3 +714,83 @@ def test_st_blocks_and_sparse_copy(mvol):
         assert f.read(4) == b"head"
         f.seek(20 * MiB - 2)
         assert f.read() == b"\0\0tail"
+
+
+def test_parallel_first_opens_of_the_same_files(mvol):
+    """After a remount (no key cached), 8 threads open and read the same files at the same
+    moment: every read succeeds with the right content."""
+    contents = {}
+    for i in range(20):
+        contents["p%02d" % i] = os.urandom(5000 + i * 777)
+        write_file(mvol.p("p%02d" % i), contents["p%02d" % i])
+    mvol.remount()
+    errors = []
+    barrier = threading.Barrier(8)
+
+    def worker(t):
+        try:
+            for name, data in contents.items():
+                barrier.wait(30)
+                got = read_file(mvol.p(name))
+                if got != data:
+                    errors.append("thread %d: %s differs" % (t, name))
+        except Exception as e:  # noqa: BLE001
+            errors.append("thread %d: %r" % (t, e))
+            barrier.abort()
+
+    ts = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert not errors, errors[:5]
+
+
+def test_racing_writes_truncates_never_corrupt_the_file(mvol):
+    """Threads race writes, truncates, fallocates and reads on one file. The result is some
+    interleaving, but no call fails with EIO and the file stays readable, also after a remount
+    (every stored block still authenticates)."""
+    path = mvol.p("chaos.bin")
+    write_file(path, os.urandom(100000))
+    errors = []
+    stop = time.monotonic() + 4
+
+    def worker(i):
+        rng = random.Random(i)
+        try:
+            fd = os.open(path, os.O_RDWR)
+            try:
+                while time.monotonic() < stop:
+                    r = rng.random()
+                    if r < 0.45:
+                        os.pwrite(fd, rng.randbytes(rng.randrange(1, 9000)), rng.randrange(0, 120000))
+                    elif r < 0.6:
+                        os.ftruncate(fd, rng.randrange(0, 120000))
+                    elif r < 0.7:
+                        kmsfs_it.fallocate(fd, kmsfs_it.FALLOC_FL_PUNCH_HOLE | kmsfs_it.FALLOC_FL_KEEP_SIZE,
+                                           rng.randrange(0, 100000), rng.randrange(1, 9000))
+                    elif r < 0.75:
+                        os.fsync(fd)
+                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    else:
+                        os.pread(fd, rng.randrange(1, 20000), rng.randrange(0, 120000))
+            finally:
+                os.close(fd)
+        except OSError as e:
+            errors.append("thread %d: %s" % (i, e))
+
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert not errors, errors[:5]
+    size = os.stat(path).st_size
+    assert len(read_file(path)) == size
+    mvol.remount()
+    assert os.stat(path).st_size == size
+    try:
+        data = read_file(path)
+    except OSError as e:
+        pytest.fail("after racing writes/truncates and a remount the file is unreadable: %s" % e)
+    assert len(data) == size
