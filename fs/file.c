@@ -143,27 +143,10 @@ void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 	}
 }
 
-/* Read buffers are per thread and reused: requests are up to 1 MiB. */
-static char *read_buffer(size_t size)
-{
-	static __thread char *buf;
-	static __thread size_t cap;
-
-	if (size > cap) {
-		char *bigger = realloc(buf, size);
-
-		if (!bigger)
-			return NULL;
-		buf = bigger;
-		cap = size;
-	}
-	return buf;
-}
-
 void kfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		 struct fuse_file_info *fi)
 {
-	char *buf = read_buffer(size);
+	char *buf = kfs_read_buffer(size);   /* per thread, reused: up to 1 MiB */
 	ssize_t got;
 
 	kfs_begin(req);

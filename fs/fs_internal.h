@@ -205,5 +205,6 @@ int kfs_io_truncate(struct kfs_file *f, off_t size);
 int kfs_io_fallocate(struct kfs_file *f, int mode, off_t off, off_t len);
 off_t kfs_io_lseek(struct kfs_file *f, off_t off, int whence);
 uint64_t kfs_plain_size_of(const struct stat *st);
+char *kfs_read_buffer(size_t size);
 
 #endif /* KMSFS_FS_INTERNAL_H */

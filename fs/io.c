@@ -31,6 +31,8 @@ struct scratch {
 	size_t plain_cap;
 	uint8_t *stored;
 	size_t stored_cap;
+	uint8_t *reply;              /* what a read hands back to the kernel */
+	size_t reply_cap;
 };
 
 static pthread_key_t scratch_key;
@@ -42,6 +44,7 @@ static void scratch_destroy(void *arg)
 
 	free(s->plain);
 	free(s->stored);
+	free(s->reply);
 	free(s);
 }
 
@@ -64,8 +67,7 @@ static int grow(uint8_t **buf, size_t *cap, size_t want)
 	return 0;
 }
 
-/* Buffers for nblocks blocks, reused by this thread across requests. */
-static struct scratch *scratch_get(uint64_t nblocks)
+static struct scratch *scratch_self(void)
 {
 	struct scratch *s;
 
@@ -78,6 +80,27 @@ static struct scratch *scratch_get(uint64_t nblocks)
 			return NULL;
 		}
 	}
+	return s;
+}
+
+/* A buffer for a read reply of size bytes, reused by this thread (freed at its exit). */
+char *kfs_read_buffer(size_t size)
+{
+	struct scratch *s = scratch_self();
+
+	if (!s || grow(&s->reply, &s->reply_cap, size) < 0)
+		return NULL;
+	return (char *)s->reply;
+}
+
+/* Buffers for nblocks blocks, reused by this thread across requests. */
+static struct scratch *scratch_get(uint64_t nblocks)
+{
+	struct scratch *s;
+
+	s = scratch_self();
+	if (!s)
+		return NULL;
 	if (grow(&s->plain, &s->plain_cap, nblocks * BS) < 0 ||
 	    grow(&s->stored, &s->stored_cap,
 		 nblocks * kmsfs_stored_block_len(kfs->vol.cipher)) < 0)

@@ -17,14 +17,15 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kmsfs_it  # noqa: E402
 
+DEFAULT_BIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "tools", "kmsfs")
 DEFAULT_TIMEOUT = 150
 SLOW_TIMEOUT = 420
 
 
 def pytest_addoption(parser):
     parser.addoption("--kmsfs", action="store",
-                     default=os.environ.get("KMSFS_BIN", "/work/main/build/tools/kmsfs"),
-                     help="path to the kmsfs CLI binary (default: $KMSFS_BIN or /work/main/build/tools/kmsfs)")
+                     default=os.environ.get("KMSFS_BIN", DEFAULT_BIN),
+                     help="path to the kmsfs CLI binary (default: $KMSFS_BIN or build/tools/kmsfs)")
     parser.addoption("--kmsfs-workdir", action="store", default=os.environ.get("KMSFS_IT_WORKDIR", "/var/tmp"),
                      help="directory (on a real disk) for key stores, cipher dirs and mount points")
     parser.addoption("--kmsfs-keep", action="store_true", default=False,
@@ -56,8 +57,8 @@ def kmsfs(request):
     env["PATH"] = os.path.dirname(binary) + os.pathsep + env.get("PATH", "/usr/bin:/bin")
     env["KMSFS_ARGON2_OPSLIMIT"] = "1"
     env["KMSFS_ARGON2_MEMLIMIT"] = str(8192 * 1024)
-    # leak detection is off for the daemon by default; KMSFS_IT_DETECT_LEAKS=1 turns it on
-    env["ASAN_OPTIONS"] = "log_path=%s/asan:detect_leaks=%s" % (san, "1" if os.environ.get("KMSFS_IT_DETECT_LEAKS") == "1" else "0")
+    # LeakSanitizer watches the daemon too (a leak fails the test); KMSFS_IT_DETECT_LEAKS=0 turns it off
+    env["ASAN_OPTIONS"] = "log_path=%s/asan:detect_leaks=%s" % (san, "0" if os.environ.get("KMSFS_IT_DETECT_LEAKS") == "0" else "1")
     env["UBSAN_OPTIONS"] = "print_stacktrace=1:log_path=%s/ubsan" % san
     env["LC_ALL"] = "C"
     ctx = kmsfs_it.Kmsfs(binary, base, env)
