@@ -27,10 +27,25 @@
 
 #define KC_STORE_BUSY_TIMEOUT_MS 10000
 
+#define STMT_CACHE 32
+
+/*
+ * Statements are prepared once and reused: every file create and open
+ * reads the key's row, and re-parsing the SQL each time showed up in
+ * profiles. The cache is keyed by the SQL text's address (each call site
+ * passes its own literal) and used only under the store lock.
+ */
+struct cached_stmt {
+	const char *sql;
+	sqlite3_stmt *stmt;
+};
+
 struct kc_store {
 	sqlite3 *db;
 	pthread_mutex_t lock;
 	char path[PATH_MAX];
+	struct cached_stmt cache[STMT_CACHE];
+	size_t cached;
 };
 
 static const char schema_sql[] =
@@ -66,11 +81,33 @@ static enum kc_status db_fail(struct kc_store *store, struct kc_error *err, cons
 static enum kc_status prepare(struct kc_store *store, const char *sql, sqlite3_stmt **stmt,
 		struct kc_error *err)
 {
-	if (sqlite3_prepare_v2(store->db, sql, -1, stmt, NULL) != SQLITE_OK) {
+	for (size_t i = 0; i < store->cached; i++) {
+		if (store->cache[i].sql == sql) {
+			*stmt = store->cache[i].stmt;
+			return KC_OK;
+		}
+	}
+	if (sqlite3_prepare_v3(store->db, sql, -1, SQLITE_PREPARE_PERSISTENT, stmt,
+			       NULL) != SQLITE_OK) {
 		*stmt = NULL;
 		return db_fail(store, err, "prepare");
 	}
+	if (store->cached < STMT_CACHE)
+		store->cache[store->cached++] = (struct cached_stmt){ sql, *stmt };
 	return KC_OK;
+}
+
+/* Done with a statement: reset it for its next use (or finalize if uncached). */
+static void release(struct kc_store *store, sqlite3_stmt *stmt)
+{
+	if (!stmt)
+		return;
+	sqlite3_reset(stmt);
+	sqlite3_clear_bindings(stmt);
+	for (size_t i = 0; i < store->cached; i++)
+		if (store->cache[i].stmt == stmt)
+			return;
+	sqlite3_finalize(stmt);
 }
 
 /* Run a statement with no result rows to completion. */
@@ -239,6 +276,8 @@ void kc_store_close(struct kc_store *store)
 {
 	if (!store)
 		return;
+	for (size_t i = 0; i < store->cached; i++)
+		sqlite3_finalize(store->cache[i].stmt);
 	sqlite3_close(store->db);
 	pthread_mutex_destroy(&store->lock);
 	free(store);
@@ -286,7 +325,7 @@ enum kc_status kc_store_get_meta(struct kc_store *store, struct kc_store_meta *m
 	else
 		rc = db_fail(store, err, "reading metadata");
 out:
-	sqlite3_finalize(stmt);
+	release(store, stmt);
 	store_unlock(store);
 	return rc;
 }
@@ -315,7 +354,7 @@ enum kc_status kc_store_put_meta(struct kc_store *store, const struct kc_store_m
 	else if (step != SQLITE_DONE)
 		rc = db_fail(store, err, "writing metadata");
 out:
-	sqlite3_finalize(stmt);
+	release(store, stmt);
 	store_unlock(store);
 	return rc;
 }
@@ -352,7 +391,7 @@ static enum kc_status get_key_locked(struct kc_store *store, const char *key_id,
 	key->created = sqlite3_column_int64(stmt, 2);
 	key->material_versions = (uint32_t)sqlite3_column_int64(stmt, 3);
 out:
-	sqlite3_finalize(stmt);
+	release(store, stmt);
 	return rc;
 }
 
@@ -383,7 +422,7 @@ static enum kc_status insert_key_row(struct kc_store *store, const char *key_id,
 	sqlite3_bind_int64(stmt, 4, created);
 	rc = step_done(store, stmt, "inserting a key", err);
 out:
-	sqlite3_finalize(stmt);
+	release(store, stmt);
 	return rc;
 }
 
@@ -405,7 +444,7 @@ static enum kc_status insert_next_material(struct kc_store *store, const char *k
 		goto out;
 	}
 	next = (uint32_t)sqlite3_column_int64(stmt, 0) + 1;
-	sqlite3_finalize(stmt);
+	release(store, stmt);
 	stmt = NULL;
 	if (sealer(next, sealed, arg) != 0) {
 		rc = kc_fail(err, KC_INTERNAL, "key %s: sealing new key material failed", key_id);
@@ -422,7 +461,7 @@ static enum kc_status insert_next_material(struct kc_store *store, const char *k
 	if (rc == KC_OK && version)
 		*version = next;
 out:
-	sqlite3_finalize(stmt);
+	release(store, stmt);
 	return rc;
 }
 
@@ -500,7 +539,7 @@ enum kc_status kc_store_get_material(struct kc_store *store, const char *key_id,
 	else if (version_out)
 		*version_out = (uint32_t)sqlite3_column_int64(stmt, 0);
 out:
-	sqlite3_finalize(stmt);
+	release(store, stmt);
 	store_unlock(store);
 	return rc;
 }
@@ -522,7 +561,7 @@ enum kc_status kc_store_set_state(struct kc_store *store, const char *key_id,
 		rc = kc_fail(err, KC_NOT_FOUND, "key %s%s: not found in key store %s",
 				KC_KEY_ARN_PREFIX, key_id, store->path);
 out:
-	sqlite3_finalize(stmt);
+	release(store, stmt);
 	store_unlock(store);
 	return rc;
 }
@@ -553,7 +592,7 @@ static enum kc_status collect_text(struct kc_store *store, const char *sql, cons
 	if (step != SQLITE_DONE)
 		rc = db_fail(store, err, "listing");
 out:
-	sqlite3_finalize(stmt);
+	release(store, stmt);
 	return rc;
 }
 
@@ -571,7 +610,7 @@ static enum kc_status count_rows(struct kc_store *store, size_t *count, struct k
 	}
 	*count = (size_t)sqlite3_column_int64(stmt, 0);
 out:
-	sqlite3_finalize(stmt);
+	release(store, stmt);
 	return rc;
 }
 
@@ -646,7 +685,7 @@ enum kc_status kc_store_set_alias(struct kc_store *store, const char *alias_name
 	if (rc == KC_OK && !key_id && sqlite3_changes(store->db) == 0)
 		rc = kc_fail(err, KC_NOT_FOUND, "alias %s: not found in key store %s", alias_name, store->path);
 out:
-	sqlite3_finalize(stmt);
+	release(store, stmt);
 	store_unlock(store);
 	return rc;
 }
@@ -687,7 +726,7 @@ enum kc_status kc_store_set_principal(struct kc_store *store, const char *key_id
 		rc = kc_fail(err, KC_NOT_FOUND, "principal %s: not listed on key %s%s",
 				principal, KC_KEY_ARN_PREFIX, key_id);
 out:
-	sqlite3_finalize(stmt);
+	release(store, stmt);
 	store_unlock(store);
 	return rc;
 }
@@ -713,7 +752,7 @@ enum kc_status kc_store_has_principal(struct kc_store *store, const char *key_id
 	else if (step != SQLITE_DONE)
 		rc = db_fail(store, err, "reading key principals");
 out:
-	sqlite3_finalize(stmt);
+	release(store, stmt);
 	store_unlock(store);
 	return rc;
 }
