@@ -2,6 +2,7 @@
 owners, times, statfs, xattrs, inode numbers, locks, unlink-while-open, permissions for
 other uids (allow_other, default_permissions, key policy)."""
 import errno
+import json
 import fcntl
 import os
 import stat
@@ -494,4 +495,33 @@ def test_allow_other_without_default_permissions_still_enforces_modes(kmsfs):
     assert r["list_closed"] == ["err", "EACCES"], r
     assert r["chmod_public"] == ["err", "EPERM"], r
     assert read_file(v.p("readable")) == b"world-readable"
+    v.unmount()
+
+
+def test_setuid_bits_cleared_when_another_user_writes_or_truncates(kmsfs):
+    """As on a local disk: a write or truncate by someone other than root clears setuid and
+    setgid, even though the daemon itself runs as root (which keeps them on its own writes)."""
+    key = kmsfs.create_key("suid-test")
+    v = kmsfs.new_volume("suid", key=key)
+    v.mount("-o", "allow_other,default_permissions")
+    kmsfs.key("allow", key, "uid:65534")
+    for name in ("w", "t"):
+        write_file(v.p(name), b"#!/bin/sh\necho hi\n")
+        os.chmod(v.p(name), 0o6777)
+        assert os.stat(v.p(name)).st_mode & 0o6000 == 0o6000
+    script = kmsfs_it.CHILD_PRELUDE + r'''
+attempt("write", lambda: wr(sys.argv[1], "x", "ab"))
+attempt("truncate", lambda: os.truncate(sys.argv[2], 3))
+print(json.dumps(res))
+'''
+    p = subprocess.run(["/usr/bin/python3", "-c", script, v.p("w"), v.p("t")], capture_output=True,
+                       text=True, user=65534, group=65534, extra_groups=[], timeout=60, cwd="/")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["write"] == ["ok", True] and r["truncate"] == ["ok", None], r
+    for name in ("w", "t"):
+        mode = os.stat(v.p(name)).st_mode
+        assert mode & 0o6000 == 0, "%s: setuid/setgid survived another user's change: %o" % (name, mode)
+    assert read_file(v.p("w")) == b"#!/bin/sh\necho hi\nx"
+    assert read_file(v.p("t")) == b"#!/"
     v.unmount()
