@@ -23,6 +23,29 @@ static void set_arn(char arn_out[KC_ARN_MAX], const char *key_id)
 		kc_key_arn(key_id, arn_out);
 }
 
+/*
+ * The checks and set-up both directions share: the caller may do action on
+ * key, the key is enabled, the context is serialized (the AAD), and a
+ * secure buffer waits for the key material.
+ */
+static enum kc_status admit(struct kc_local *local, const struct kc_store_key *key,
+		const char *action, const struct kc_caller *caller, const struct kc_context *ctx,
+		uint8_t **context, size_t *context_len, uint8_t **material, struct kc_error *err)
+{
+	enum kc_status rc = kc_authorize(local, key->key_id, action, caller, err);
+
+	if (rc == KC_OK)
+		rc = kc_local_require_enabled(key, err);
+	if (rc == KC_OK)
+		rc = kc_context_serialize(ctx, context, context_len, err);
+	if (rc != KC_OK)
+		return rc;
+	*material = kmsfs_secure_alloc(KC_KEY_LEN);
+	if (!*material)
+		return kc_fail(err, KC_INTERNAL, "key %s: out of secure memory", key->key_id);
+	return KC_OK;
+}
+
 /* Seal plaintext under key_ref's newest material. */
 static enum kc_status wrap(struct kc_local *local, const char *key_ref, const char *action,
 		const struct kc_context *ctx, const struct kc_caller *caller,
@@ -39,18 +62,9 @@ static enum kc_status wrap(struct kc_local *local, const char *key_ref, const ch
 	if (rc != KC_OK)
 		goto out;
 	set_arn(key_arn_out, key.key_id);
-	rc = kc_authorize(local, key.key_id, action, caller, err);
-	if (rc == KC_OK)
-		rc = kc_local_require_enabled(&key, err);
-	if (rc == KC_OK)
-		rc = kc_context_serialize(ctx, &context, &context_len, err);
+	rc = admit(local, &key, action, caller, ctx, &context, &context_len, &material, err);
 	if (rc != KC_OK)
 		goto out;
-	material = kmsfs_secure_alloc(KC_KEY_LEN);
-	if (!material) {
-		rc = kc_fail(err, KC_INTERNAL, "key %s: out of secure memory", key.key_id);
-		goto out;
-	}
 	memset(&hdr, 0, sizeof hdr);
 	memcpy(hdr.store_id, local->store_id, KC_STORE_ID_LEN);
 	kc_uuid_parse(key.key_id, hdr.key_id);
@@ -124,18 +138,9 @@ static enum kc_status unwrap(struct kc_local *local, const char *expected_ref, c
 	if (rc != KC_OK)
 		goto out;
 	set_arn(key_arn_out, key.key_id);
-	rc = kc_authorize(local, key.key_id, action, caller, err);
-	if (rc == KC_OK)
-		rc = kc_local_require_enabled(&key, err);
-	if (rc == KC_OK)
-		rc = kc_context_serialize(ctx, &context, &context_len, err);
+	rc = admit(local, &key, action, caller, ctx, &context, &context_len, &material, err);
 	if (rc != KC_OK)
 		goto out;
-	material = kmsfs_secure_alloc(KC_KEY_LEN);
-	if (!material) {
-		rc = kc_fail(err, KC_INTERNAL, "key %s: out of secure memory", key.key_id);
-		goto out;
-	}
 	rc = kc_local_material(local, key.key_id, hdr.material_version, material, NULL, err);
 	if (rc == KC_NOT_FOUND)
 		rc = kc_fail(err, KC_INVALID_CIPHERTEXT, "ciphertext blob: key %s has no material version %u",
