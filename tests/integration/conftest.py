@@ -143,10 +143,14 @@ def vol(kmsfs, request):
         v.unmount()
 
 
-@pytest.fixture
-def mvol(vol):
-    """A fresh volume, mounted with default options."""
-    vol.mount()
+@pytest.fixture(params=["writeback", "no_writeback"])
+def mvol(vol, request):
+    """A fresh volume, mounted with default options (kernel writeback cache on), and again
+    with -o no_writeback_cache, where every write(2) reaches kmsfs as it is."""
+    if request.param == "writeback":
+        vol.mount()
+    else:
+        vol.mount("-o", "no_writeback_cache")
     yield vol
     if kmsfs_it.is_mounted(vol.mnt):
         vol.unmount()
