@@ -100,6 +100,16 @@ static enum kc_status blob_key(struct kc_local *local, const uint8_t *blob, size
 	return rc;
 }
 
+/* Is ref this key's id or key ARN (aliases need the store)? */
+static int names_key(const char *ref, const char *key_id)
+{
+	size_t prefix = strlen(KC_KEY_ARN_PREFIX);
+
+	if (!strncmp(ref, KC_KEY_ARN_PREFIX, prefix))
+		ref += prefix;
+	return strcmp(ref, key_id) == 0;
+}
+
 /* The blob's key must be the one the caller named, if it named one. */
 static enum kc_status check_expected_key(struct kc_local *local, const char *expected_ref,
 		const struct kc_store_key *blob_key_row, struct kc_error *err)
@@ -108,6 +118,9 @@ static enum kc_status check_expected_key(struct kc_local *local, const char *exp
 	enum kc_status rc;
 
 	if (!expected_ref)
+		return KC_OK;
+	/* The usual case (the FS names the key ARN from the xattr) needs no second lookup. */
+	if (names_key(expected_ref, blob_key_row->key_id))
 		return KC_OK;
 	rc = kc_local_find_key(local, expected_ref, &expected, err);
 	if (rc != KC_OK)
