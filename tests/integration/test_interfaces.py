@@ -10,17 +10,8 @@ import subprocess
 import pytest
 
 import kmsfs_it
+from kmsfs_it import read_file, write_file
 from kmsfs_it import AuditLog, rec_mentions_file
-
-
-def write_file(path, data):
-    with open(path, "wb") as f:
-        f.write(data)
-
-
-def read_file(path):
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def sh(argv, env, timeout=60):

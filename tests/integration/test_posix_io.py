@@ -11,20 +11,11 @@ import time
 import pytest
 
 import kmsfs_it
+from kmsfs_it import read_file, write_file
 from kmsfs_it import BLOCK, stored_size
 
 MiB = 1 << 20
 SIZES = [0, 1, 4095, 4096, 4097, 3 * 4096, MiB + 3]
-
-
-def write_file(path, data):
-    with open(path, "wb") as f:
-        f.write(data)
-
-
-def read_file(path):
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def first_diff(a, b):

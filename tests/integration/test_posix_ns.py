@@ -12,17 +12,8 @@ import time
 import pytest
 
 import kmsfs_it
+from kmsfs_it import read_file, write_file
 from kmsfs_it import CHILD_PRELUDE, run_as
-
-
-def write_file(path, data):
-    with open(path, "wb") as f:
-        f.write(data)
-
-
-def read_file(path):
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def errno_of(fn):

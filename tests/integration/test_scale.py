@@ -7,16 +7,7 @@ import subprocess
 import pytest
 
 import kmsfs_it
-
-
-def write_file(path, data):
-    with open(path, "wb") as f:
-        f.write(data)
-
-
-def read_file(path):
-    with open(path, "rb") as f:
-        return f.read()
+from kmsfs_it import read_file, write_file
 
 
 def daemon_status(vol):

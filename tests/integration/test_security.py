@@ -11,20 +11,11 @@ import time
 import pytest
 
 import kmsfs_it
+from kmsfs_it import read_file, write_file
 from kmsfs_it import BLOCK, NONCE, TAG, rec_get, rec_mentions_file, stored_block_offset
 
 MiB = 1 << 20
 CANARY = b"KMSFS-PLAINTEXT-CANARY-7f3a9c1e-"
-
-
-def write_file(path, data):
-    with open(path, "wb") as f:
-        f.write(data)
-
-
-def read_file(path):
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def read_err(path, offset=None, length=None):
