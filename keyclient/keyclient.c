@@ -28,8 +28,62 @@ const char *kc_status_type(enum kc_status status)
 	case KC_DEPENDENCY_TIMEOUT: return "DependencyTimeoutException";
 	case KC_INTERNAL: return "KMSInternalException";
 	case KC_WRONG_PASSPHRASE: return "WrongPassphrase";
+	case KC_UNKNOWN_OPERATION: return "UnknownOperationException";
+	case KC_SERIALIZATION: return "SerializationException";
+	case KC_LIMIT_EXCEEDED: return "LimitExceededException";
+	case KC_MALFORMED_POLICY: return "MalformedPolicyDocumentException";
+	case KC_TAG: return "TagException";
+	case KC_INVALID_ARN: return "InvalidArnException";
+	case KC_INVALID_GRANT_ID: return "InvalidGrantIdException";
+	case KC_INVALID_GRANT_TOKEN: return "InvalidGrantTokenException";
+	case KC_INVALID_MARKER: return "InvalidMarkerException";
+	case KC_UNSUPPORTED_OPERATION: return "UnsupportedOperationException";
+	case KC_INVALID_IMPORT_TOKEN: return "InvalidImportTokenException";
+	case KC_EXPIRED_IMPORT_TOKEN: return "ExpiredImportTokenException";
+	case KC_INCORRECT_KEY_MATERIAL: return "IncorrectKeyMaterialException";
+	case KC_KMS_INVALID_SIGNATURE: return "KMSInvalidSignatureException";
+	case KC_MISSING_AUTH: return "MissingAuthenticationTokenException";
+	case KC_UNRECOGNIZED_CLIENT: return "UnrecognizedClientException";
+	case KC_INVALID_SIGNATURE: return "InvalidSignatureException";
+	case KC_INCOMPLETE_SIGNATURE: return "IncompleteSignatureException";
 	}
 	return "KMSInternalException";
+}
+
+/*
+ * AWS KMS answers client errors with 400, authentication failures the
+ * service front end rejects with 403, its own faults with 500 and an
+ * unavailable dependency with 503.
+ */
+int kc_status_http(enum kc_status status)
+{
+	switch (status) {
+	case KC_OK: return 200;
+	case KC_MISSING_AUTH:
+	case KC_INVALID_SIGNATURE:
+	case KC_INCOMPLETE_SIGNATURE: return 403;
+	case KC_UNRECOGNIZED_CLIENT: return 400;
+	case KC_INTERNAL:
+	case KC_WRONG_PASSPHRASE: return 500;
+	case KC_DEPENDENCY_TIMEOUT: return 503;
+	default: return 400;
+	}
+}
+
+enum kc_status kc_status_from_type(const char *type)
+{
+	const char *hash;
+
+	if (!type || !*type)
+		return KC_INTERNAL;
+	/* Some services prefix the type with a namespace: "com.amazon...#Name". */
+	hash = strrchr(type, '#');
+	if (hash)
+		type = hash + 1;
+	for (int s = KC_NOT_FOUND; s <= KC_INCOMPLETE_SIGNATURE; s++)
+		if (strcmp(type, kc_status_type((enum kc_status)s)) == 0)
+			return (enum kc_status)s;
+	return KC_INTERNAL;
 }
 
 const char *kc_key_state_name(enum kc_key_state state)
@@ -38,6 +92,7 @@ const char *kc_key_state_name(enum kc_key_state state)
 	case KC_KEY_ENABLED: return "Enabled";
 	case KC_KEY_DISABLED: return "Disabled";
 	case KC_KEY_PENDING_DELETION: return "PendingDeletion";
+	case KC_KEY_PENDING_IMPORT: return "PendingImport";
 	}
 	return "Unknown";
 }

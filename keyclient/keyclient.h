@@ -38,6 +38,25 @@ enum kc_status {
 	KC_DEPENDENCY_TIMEOUT,   /* DependencyTimeoutException (service unreachable) */
 	KC_INTERNAL,             /* KMSInternalException */
 	KC_WRONG_PASSPHRASE,     /* not an AWS type: the key store could not be unlocked */
+	/* the rest of the AWS KMS API's error types (kmsd, remote transport) */
+	KC_UNKNOWN_OPERATION,    /* UnknownOperationException */
+	KC_SERIALIZATION,        /* SerializationException (bad JSON, wrong field type) */
+	KC_LIMIT_EXCEEDED,       /* LimitExceededException */
+	KC_MALFORMED_POLICY,     /* MalformedPolicyDocumentException */
+	KC_TAG,                  /* TagException */
+	KC_INVALID_ARN,          /* InvalidArnException */
+	KC_INVALID_GRANT_ID,     /* InvalidGrantIdException */
+	KC_INVALID_GRANT_TOKEN,  /* InvalidGrantTokenException */
+	KC_INVALID_MARKER,       /* InvalidMarkerException */
+	KC_UNSUPPORTED_OPERATION,/* UnsupportedOperationException */
+	KC_INVALID_IMPORT_TOKEN, /* InvalidImportTokenException */
+	KC_EXPIRED_IMPORT_TOKEN, /* ExpiredImportTokenException */
+	KC_INCORRECT_KEY_MATERIAL, /* IncorrectKeyMaterialException */
+	KC_KMS_INVALID_SIGNATURE,/* KMSInvalidSignatureException (Verify: signature does not match) */
+	KC_MISSING_AUTH,         /* MissingAuthenticationTokenException (unsigned request) */
+	KC_UNRECOGNIZED_CLIENT,  /* UnrecognizedClientException (unknown access key id) */
+	KC_INVALID_SIGNATURE,    /* InvalidSignatureException (SigV4 signature wrong or expired) */
+	KC_INCOMPLETE_SIGNATURE, /* IncompleteSignatureException (Authorization header malformed) */
 };
 
 struct kc_error {
@@ -48,6 +67,10 @@ struct kc_error {
 
 /* AWS KMS __type name for a status ("AccessDeniedException", ...). */
 const char *kc_status_type(enum kc_status status);
+/* The HTTP status AWS KMS answers a status with (200, 400, 403, 500, 503). */
+int kc_status_http(enum kc_status status);
+/* Inverse of kc_status_type (the remote transport reads __type); KC_INTERNAL if unknown. */
+enum kc_status kc_status_from_type(const char *type);
 /* Fill err (may be NULL) and return status; printf-style message. */
 enum kc_status kc_fail(struct kc_error *err, enum kc_status status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -80,6 +103,18 @@ struct kc_caller {
 	const char *principal;
 	uid_t uid;
 	pid_t pid;
+	/*
+	 * Remote callers (kmsd) also carry their access key id, where the
+	 * request came from, and their identity policy: the IAM-style action
+	 * patterns their own policy allows ("kms:*", "kms:Describe*"), a
+	 * NULL-terminated array, NULL for none. An engine opened with an
+	 * account (kc_local_options.account) authorizes by key policy, grants
+	 * and this identity policy, as AWS KMS does.
+	 */
+	const char *access_key_id;
+	const char *source_ip;
+	const char *user_agent;
+	const char *const *identity_allow;
 };
 
 /* ---- key metadata ------------------------------------------------------ */
@@ -87,7 +122,9 @@ struct kc_caller {
 #define KC_KEY_ID_LEN 36         /* UUID text form */
 #define KC_ARN_MAX 160
 
-enum kc_key_state { KC_KEY_ENABLED, KC_KEY_DISABLED, KC_KEY_PENDING_DELETION };
+enum kc_key_state {
+	KC_KEY_ENABLED, KC_KEY_DISABLED, KC_KEY_PENDING_DELETION, KC_KEY_PENDING_IMPORT,
+};
 
 struct kc_key_info {
 	char key_id[KC_KEY_ID_LEN + 1];
@@ -247,6 +284,33 @@ int kc_keystore_exists(const char *dir);
  * The key store's owner is the uid that created it (principal "uid:N").
  */
 enum kc_status kc_local_open(const char *dir, const char *passphrase, int create,
+		struct keyclient **out, struct kc_error *err);
+
+/*
+ * The same engine as a key service (kmsd): where its root key comes from,
+ * and the region and account its ARNs name. Exactly one root key source:
+ *   passphrase   Argon2id over the passphrase (as kc_local_open);
+ *   keyfile      a file holding at least 32 random bytes (mode 0600 or
+ *                stricter), HKDF'd to the root key;
+ *   pkcs11_uri   an RFC 7512 PKCS#11 URI ("pkcs11:token=kmsd;object=root;
+ *                pin-value=..." or pin-source=file); the root key is random
+ *                and kept wrapped by that token's AES key, which never
+ *                leaves the token (the custom-key-store analogue).
+ * region/account NULL: "local" / "000000000000" and the embedded engine's
+ * owner-and-listed-principals rule; with an account set, every request is
+ * authorized by key policy, grants and the caller's identity policy.
+ */
+struct kc_local_options {
+	const char *dir;
+	int create;
+	const char *passphrase;
+	const char *keyfile;
+	const char *pkcs11_uri;
+	const char *pkcs11_module;   /* NULL: the p11-kit proxy, or SoftHSM's module */
+	const char *region;
+	const char *account;
+};
+enum kc_status kc_local_open_opts(const struct kc_local_options *opts,
 		struct keyclient **out, struct kc_error *err);
 
 /* Principal name the local engine uses for a uid: "uid:N". */
