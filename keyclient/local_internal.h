@@ -142,12 +142,48 @@ struct kc_store_meta {
 	uint8_t verifier[KC_VERIFIER_LEN];
 };
 
+#define KC_SPEC_MAX 32              /* "SYMMETRIC_DEFAULT", "ECC_NIST_P384", ... */
+
 struct kc_store_key {
 	char key_id[KC_KEY_ID_LEN + 1];
 	char description[KC_DESCRIPTION_MAX + 1];
 	enum kc_key_state state;
 	int64_t created;
 	uint32_t material_versions;
+	/* schema 2 (version-1 rows read as symmetric, AWS_KMS, no schedule) */
+	char key_spec[KC_SPEC_MAX];        /* KeySpec */
+	char key_usage[KC_SPEC_MAX];       /* ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC */
+	char origin[KC_SPEC_MAX];          /* AWS_KMS, EXTERNAL */
+	int64_t deletion_date;             /* unix seconds, 0 unless PendingDeletion */
+	int32_t pending_window_days;
+	int32_t rotation_days;             /* automatic rotation period, 0 = off */
+	int64_t next_rotation;             /* unix seconds, 0 = none scheduled */
+	int64_t valid_to;                  /* imported material expiry, 0 = never */
+	int has_policy;                    /* 0: the default key policy applies */
+};
+
+/* Attributes of a new key beyond its description (kmsd's CreateKey). */
+struct kc_key_attrs {
+	const char *key_spec;              /* NULL: SYMMETRIC_DEFAULT */
+	const char *key_usage;             /* NULL: ENCRYPT_DECRYPT */
+	const char *origin;                /* NULL: AWS_KMS */
+	const char *policy;                /* NULL: the default key policy */
+	const uint8_t *public_key;         /* DER SubjectPublicKeyInfo, asymmetric keys */
+	size_t public_key_len;
+	enum kc_key_state state;           /* Enabled, or PendingImport for EXTERNAL */
+};
+
+/*
+ * Seals the material for version into *sealed (malloc'ed, *sealed_len
+ * bytes): symmetric keys' 32 bytes or an asymmetric private key's DER.
+ */
+typedef int (*kc_material_sealer_v)(uint32_t version, uint8_t **sealed, size_t *sealed_len,
+		void *arg);
+
+/* Key columns kc_store_set_key_int can change. */
+enum kc_key_int_col {
+	KC_COL_DELETION_DATE, KC_COL_PENDING_WINDOW, KC_COL_ROTATION_DAYS,
+	KC_COL_NEXT_ROTATION, KC_COL_VALID_TO,
 };
 
 /* Fills sealed (KC_SEALED_KEY_LEN bytes) with the material for version. 0 or -1. */
@@ -194,6 +230,66 @@ enum kc_status kc_store_set_alias(struct kc_store *store, const char *alias_name
 		const char *key_id, struct kc_error *err);
 enum kc_status kc_store_key_aliases(struct kc_store *store, const char *key_id,
 		char (*names)[256], size_t max, size_t *count, struct kc_error *err);
+
+/* ---- store_keyattrs.c: what schema 2 added to keys ---------------------------------- */
+
+/* One transaction: key row with attrs, and material version 1 unless sealer is NULL. */
+enum kc_status kc_store_create_key_v(struct kc_store *store, const char *key_id,
+		const char *description, int64_t created, const struct kc_key_attrs *attrs,
+		kc_material_sealer_v sealer, void *arg, struct kc_error *err);
+/* One transaction: material newest+1 (rotation_type "AUTOMATIC", "ON_DEMAND" or NULL). */
+enum kc_status kc_store_add_material_v(struct kc_store *store, const char *key_id,
+		const char *rotation_type, kc_material_sealer_v sealer, void *arg,
+		uint32_t *version, struct kc_error *err);
+/* version 0: newest. *sealed malloc'ed. KC_NOT_FOUND when absent. */
+enum kc_status kc_store_get_material_v(struct kc_store *store, const char *key_id,
+		uint32_t version, uint8_t **sealed, size_t *sealed_len, uint32_t *version_out,
+		struct kc_error *err);
+/* Every material version, oldest first: fn(version, created, rotation_type or NULL). */
+enum kc_status kc_store_each_material(struct kc_store *store, const char *key_id,
+		int (*fn)(uint32_t version, int64_t created, const char *rotation_type, void *arg),
+		void *arg, struct kc_error *err);
+/* DeleteImportedKeyMaterial: every version goes. */
+enum kc_status kc_store_delete_materials(struct kc_store *store, const char *key_id,
+		struct kc_error *err);
+enum kc_status kc_store_set_key_int(struct kc_store *store, const char *key_id,
+		enum kc_key_int_col col, int64_t value, struct kc_error *err);
+enum kc_status kc_store_set_description(struct kc_store *store, const char *key_id,
+		const char *description, struct kc_error *err);
+/* policy NULL: back to the default policy. */
+enum kc_status kc_store_set_policy(struct kc_store *store, const char *key_id,
+		const char *policy, struct kc_error *err);
+/* *policy malloc'ed, NULL when the key has the default policy. */
+enum kc_status kc_store_get_policy(struct kc_store *store, const char *key_id,
+		char **policy, struct kc_error *err);
+/* *der malloc'ed; KC_NOT_FOUND for symmetric keys. */
+enum kc_status kc_store_get_public_key(struct kc_store *store, const char *key_id,
+		uint8_t **der, size_t *der_len, struct kc_error *err);
+/* Every trace of the key: materials, aliases, tags, grants, import parameters, row. */
+enum kc_status kc_store_delete_key(struct kc_store *store, const char *key_id,
+		struct kc_error *err);
+/* Keys with deletion_date <= now (PendingDeletion), or rotation due <= now. */
+enum kc_status kc_store_keys_due(struct kc_store *store, int64_t now, int rotation,
+		char (**ids)[KC_KEY_ID_LEN + 1], size_t *count, struct kc_error *err);
+/* A counter that changes whenever any process changes the store (cache validation). */
+int64_t kc_store_generation(struct kc_store *store);
+
+/* Tags */
+enum kc_status kc_store_set_tag(struct kc_store *store, const char *key_id,
+		const char *tag_key, const char *tag_value, struct kc_error *err);
+/* Absent tag: KC_OK (UntagResource ignores missing keys, as AWS does). */
+enum kc_status kc_store_delete_tag(struct kc_store *store, const char *key_id,
+		const char *tag_key, struct kc_error *err);
+enum kc_status kc_store_each_tag(struct kc_store *store, const char *key_id,
+		int (*fn)(const char *tag_key, const char *tag_value, void *arg), void *arg,
+		struct kc_error *err);
+enum kc_status kc_store_count_tags(struct kc_store *store, const char *key_id,
+		size_t *count, struct kc_error *err);
+
+/* Aliases of every key (key_id NULL) or one: fn(name, key_id, created, updated). */
+enum kc_status kc_store_each_alias(struct kc_store *store, const char *key_id,
+		int (*fn)(const char *name, const char *key_id, int64_t created, int64_t updated,
+			void *arg), void *arg, struct kc_error *err);
 
 /* allow=0 on an absent principal: KC_NOT_FOUND. */
 enum kc_status kc_store_set_principal(struct kc_store *store, const char *key_id,

@@ -13,6 +13,7 @@
  * seen on the next operation.
  */
 #include "local_internal.h"
+#include "store_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,26 +28,6 @@
 
 #define KC_STORE_BUSY_TIMEOUT_MS 10000
 
-#define STMT_CACHE 32
-
-/*
- * Statements are prepared once and reused: every file create and open
- * reads the key's row, and re-parsing the SQL each time showed up in
- * profiles. The cache is keyed by the SQL text's address (each call site
- * passes its own literal) and used only under the store lock.
- */
-struct cached_stmt {
-	const char *sql;
-	sqlite3_stmt *stmt;
-};
-
-struct kc_store {
-	sqlite3 *db;
-	pthread_mutex_t lock;
-	char path[PATH_MAX];
-	struct cached_stmt cache[STMT_CACHE];
-	size_t cached;
-};
 
 static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS meta ("
@@ -66,9 +47,49 @@ static const char schema_sql[] =
 	" key_id TEXT NOT NULL REFERENCES keys(key_id), principal TEXT NOT NULL,"
 	" PRIMARY KEY (key_id, principal));";
 
+/*
+ * Schema version 2 (kmsd, the full KMS API): key specs and usage, origin,
+ * deletion schedule, rotation, key policies, tags, grants and import
+ * parameters. Version-1 stores (kmsfs volumes made before) are upgraded
+ * in place by adding columns with defaults that mean what version 1 did.
+ */
+#define KC_SCHEMA_VERSION 2
+
+static const char *const schema_v2_columns[] = {
+	"ALTER TABLE keys ADD COLUMN key_spec TEXT NOT NULL DEFAULT 'SYMMETRIC_DEFAULT'",
+	"ALTER TABLE keys ADD COLUMN key_usage TEXT NOT NULL DEFAULT 'ENCRYPT_DECRYPT'",
+	"ALTER TABLE keys ADD COLUMN origin TEXT NOT NULL DEFAULT 'AWS_KMS'",
+	"ALTER TABLE keys ADD COLUMN deletion_date INTEGER NOT NULL DEFAULT 0",
+	"ALTER TABLE keys ADD COLUMN pending_window_days INTEGER NOT NULL DEFAULT 0",
+	"ALTER TABLE keys ADD COLUMN rotation_days INTEGER NOT NULL DEFAULT 0",
+	"ALTER TABLE keys ADD COLUMN next_rotation INTEGER NOT NULL DEFAULT 0",
+	"ALTER TABLE keys ADD COLUMN valid_to INTEGER NOT NULL DEFAULT 0",
+	"ALTER TABLE keys ADD COLUMN policy TEXT",
+	"ALTER TABLE keys ADD COLUMN public_key BLOB",
+	"ALTER TABLE key_material ADD COLUMN rotation_type TEXT",
+	"ALTER TABLE aliases ADD COLUMN created INTEGER NOT NULL DEFAULT 0",
+	"ALTER TABLE aliases ADD COLUMN updated INTEGER NOT NULL DEFAULT 0",
+	NULL,
+};
+
+static const char schema_v2_tables[] =
+	"CREATE TABLE IF NOT EXISTS key_tags ("
+	" key_id TEXT NOT NULL REFERENCES keys(key_id), tag_key TEXT NOT NULL,"
+	" tag_value TEXT NOT NULL, PRIMARY KEY (key_id, tag_key));"
+	"CREATE TABLE IF NOT EXISTS grants ("
+	" grant_id TEXT PRIMARY KEY, key_id TEXT NOT NULL REFERENCES keys(key_id),"
+	" name TEXT, grantee TEXT NOT NULL, retiring TEXT, issuing TEXT NOT NULL,"
+	" operations TEXT NOT NULL, constraints TEXT, token TEXT NOT NULL,"
+	" created INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS grants_by_key ON grants (key_id, grantee);"
+	"CREATE TABLE IF NOT EXISTS import_params ("
+	" key_id TEXT PRIMARY KEY REFERENCES keys(key_id), token BLOB NOT NULL,"
+	" wrapping_sealed BLOB NOT NULL, wrapping_spec TEXT NOT NULL,"
+	" wrapping_algorithm TEXT NOT NULL, expires INTEGER NOT NULL);";
+
 /* ---- helpers ------------------------------------------------------------------ */
 
-static enum kc_status db_fail(struct kc_store *store, struct kc_error *err, const char *what)
+enum kc_status kc_store_db_fail(struct kc_store *store, struct kc_error *err, const char *what)
 {
 	int code = sqlite3_errcode(store->db);
 	enum kc_status status = (code == SQLITE_BUSY || code == SQLITE_LOCKED) ?
@@ -78,7 +99,7 @@ static enum kc_status db_fail(struct kc_store *store, struct kc_error *err, cons
 			sqlite3_errmsg(store->db));
 }
 
-static enum kc_status prepare(struct kc_store *store, const char *sql, sqlite3_stmt **stmt,
+enum kc_status kc_store_prepare(struct kc_store *store, const char *sql, sqlite3_stmt **stmt,
 		struct kc_error *err)
 {
 	for (size_t i = 0; i < store->cached; i++) {
@@ -90,15 +111,15 @@ static enum kc_status prepare(struct kc_store *store, const char *sql, sqlite3_s
 	if (sqlite3_prepare_v3(store->db, sql, -1, SQLITE_PREPARE_PERSISTENT, stmt,
 			       NULL) != SQLITE_OK) {
 		*stmt = NULL;
-		return db_fail(store, err, "prepare");
+		return kc_store_db_fail(store, err, "prepare");
 	}
-	if (store->cached < STMT_CACHE)
-		store->cache[store->cached++] = (struct cached_stmt){ sql, *stmt };
+	if (store->cached < KC_STORE_STMT_CACHE)
+		store->cache[store->cached++] = (struct kc_cached_stmt){ sql, *stmt };
 	return KC_OK;
 }
 
 /* Done with a statement: reset it for its next use (or finalize if uncached). */
-static void release(struct kc_store *store, sqlite3_stmt *stmt)
+void kc_store_release(struct kc_store *store, sqlite3_stmt *stmt)
 {
 	if (!stmt)
 		return;
@@ -111,28 +132,28 @@ static void release(struct kc_store *store, sqlite3_stmt *stmt)
 }
 
 /* Run a statement with no result rows to completion. */
-static enum kc_status step_done(struct kc_store *store, sqlite3_stmt *stmt, const char *what,
+enum kc_status kc_store_step_done(struct kc_store *store, sqlite3_stmt *stmt, const char *what,
 		struct kc_error *err)
 {
 	if (sqlite3_step(stmt) != SQLITE_DONE)
-		return db_fail(store, err, what);
+		return kc_store_db_fail(store, err, what);
 	return KC_OK;
 }
 
-static enum kc_status exec_sql(struct kc_store *store, const char *sql, const char *what,
+enum kc_status kc_store_exec(struct kc_store *store, const char *sql, const char *what,
 		struct kc_error *err)
 {
 	if (sqlite3_exec(store->db, sql, NULL, NULL, NULL) != SQLITE_OK)
-		return db_fail(store, err, what);
+		return kc_store_db_fail(store, err, what);
 	return KC_OK;
 }
 
-static void store_lock(struct kc_store *store)
+void kc_store_lock(struct kc_store *store)
 {
 	pthread_mutex_lock(&store->lock);
 }
 
-static void store_unlock(struct kc_store *store)
+void kc_store_unlock(struct kc_store *store)
 {
 	pthread_mutex_unlock(&store->lock);
 }
@@ -148,12 +169,56 @@ static enum kc_key_state state_from_text(const char *text)
 		return KC_KEY_ENABLED;
 	if (text && strcmp(text, "PendingDeletion") == 0)
 		return KC_KEY_PENDING_DELETION;
+	if (text && strcmp(text, "PendingImport") == 0)
+		return KC_KEY_PENDING_IMPORT;
 	return KC_KEY_DISABLED;   /* unknown states never allow use */
 }
 
 static void copy_text(char *out, size_t out_len, const unsigned char *text)
 {
 	snprintf(out, out_len, "%s", text ? (const char *)text : "");
+}
+
+void kc_store_copy_text(sqlite3_stmt *stmt, int col, char *out, size_t out_len)
+{
+	copy_text(out, out_len, sqlite3_column_text(stmt, col));
+}
+
+/* ---- transactions --------------------------------------------------------------- */
+
+/*
+ * BEGIN IMMEDIATE takes the write lock up front, so two processes never
+ * deadlock upgrading read locks. Nested begins only count; the outermost
+ * end commits, or rolls back when any level failed.
+ */
+enum kc_status kc_store_txn_begin(struct kc_store *store, struct kc_error *err)
+{
+	enum kc_status rc = KC_OK;
+
+	kc_store_lock(store);
+	if (store->txn_depth == 0)
+		rc = kc_store_exec(store, "BEGIN IMMEDIATE", "starting a transaction", err);
+	if (rc != KC_OK) {
+		kc_store_unlock(store);
+		return rc;
+	}
+	store->txn_depth++;
+	store->txn_failed = store->txn_depth == 1 ? 0 : store->txn_failed;
+	return KC_OK;
+}
+
+enum kc_status kc_store_txn_end(struct kc_store *store, enum kc_status rc, struct kc_error *err)
+{
+	if (rc != KC_OK)
+		store->txn_failed = 1;
+	if (--store->txn_depth == 0) {
+		if (!store->txn_failed)
+			rc = kc_store_exec(store, "COMMIT", "committing", err);
+		else
+			sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	kc_store_unlock(store);
+	return rc;
 }
 
 /* Copies a BLOB column of exactly len bytes. -1 if the size differs. */
@@ -192,6 +257,20 @@ static enum kc_status make_dirs(const char *dir, struct kc_error *err)
 	return KC_OK;
 }
 
+static int init_recursive_mutex(pthread_mutex_t *lock)
+{
+	pthread_mutexattr_t attr;
+	int rc;
+
+	if (pthread_mutexattr_init(&attr) != 0)
+		return -1;
+	rc = pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+	if (rc == 0)
+		rc = pthread_mutex_init(lock, &attr);
+	pthread_mutexattr_destroy(&attr);
+	return rc;
+}
+
 /* Create keystore.db 0600 before SQLite does (it would use 0644 & ~umask). */
 static enum kc_status precreate_db(const char *path, struct kc_error *err)
 {
@@ -203,18 +282,56 @@ static enum kc_status precreate_db(const char *path, struct kc_error *err)
 	return KC_OK;
 }
 
+static int user_version(struct kc_store *store)
+{
+	sqlite3_stmt *stmt = NULL;
+	int version = -1;
+
+	if (sqlite3_prepare_v2(store->db, "PRAGMA user_version", -1, &stmt, NULL) == SQLITE_OK &&
+	    sqlite3_step(stmt) == SQLITE_ROW)
+		version = sqlite3_column_int(stmt, 0);
+	sqlite3_finalize(stmt);
+	return version;
+}
+
+/* Bring a version-1 store to version 2 in one transaction (idempotent). */
+static enum kc_status upgrade_schema(struct kc_store *store, struct kc_error *err)
+{
+	enum kc_status rc;
+
+	if (user_version(store) >= KC_SCHEMA_VERSION)
+		return KC_OK;
+	rc = kc_store_exec(store, "BEGIN IMMEDIATE", "starting the schema upgrade", err);
+	if (rc != KC_OK)
+		return rc;
+	if (user_version(store) < KC_SCHEMA_VERSION) {   /* another process may have won */
+		for (size_t i = 0; rc == KC_OK && schema_v2_columns[i]; i++)
+			rc = kc_store_exec(store, schema_v2_columns[i], "upgrading the schema", err);
+		if (rc == KC_OK)
+			rc = kc_store_exec(store, schema_v2_tables, "creating the version 2 tables", err);
+		if (rc == KC_OK)
+			rc = kc_store_exec(store, "PRAGMA user_version = 2", "recording the schema version", err);
+	}
+	if (rc == KC_OK)
+		return kc_store_exec(store, "COMMIT", "committing the schema upgrade", err);
+	sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
 static enum kc_status configure(struct kc_store *store, struct kc_error *err)
 {
 	enum kc_status rc;
 
 	sqlite3_busy_timeout(store->db, KC_STORE_BUSY_TIMEOUT_MS);
-	rc = exec_sql(store, "PRAGMA journal_mode=WAL", "enabling WAL", err);
+	rc = kc_store_exec(store, "PRAGMA journal_mode=WAL", "enabling WAL", err);
 	if (rc == KC_OK)
-		rc = exec_sql(store, "PRAGMA synchronous=FULL", "setting synchronous=FULL", err);
+		rc = kc_store_exec(store, "PRAGMA synchronous=FULL", "setting synchronous=FULL", err);
 	if (rc == KC_OK)
-		rc = exec_sql(store, "PRAGMA foreign_keys=ON", "enabling foreign keys", err);
+		rc = kc_store_exec(store, "PRAGMA foreign_keys=ON", "enabling foreign keys", err);
 	if (rc == KC_OK)
-		rc = exec_sql(store, schema_sql, "creating the schema", err);
+		rc = kc_store_exec(store, schema_sql, "creating the schema", err);
+	if (rc == KC_OK)
+		rc = upgrade_schema(store, err);
 	return rc;
 }
 
@@ -246,7 +363,7 @@ enum kc_status kc_store_open(const char *dir, int create, struct kc_store **out,
 				dir, store->path, strerror(errno));
 		goto out;
 	}
-	if (pthread_mutex_init(&store->lock, NULL) != 0) {
+	if (init_recursive_mutex(&store->lock) != 0) {
 		rc = kc_fail(err, KC_INTERNAL, "key store %s: cannot create mutex", dir);
 		goto out;
 	}
@@ -312,8 +429,8 @@ enum kc_status kc_store_get_meta(struct kc_store *store, struct kc_store_meta *m
 	enum kc_status rc;
 	int step;
 
-	store_lock(store);
-	rc = prepare(store, "SELECT store_id, owner_uid, salt, opslimit, memlimit, verifier "
+	kc_store_lock(store);
+	rc = kc_store_prepare(store, "SELECT store_id, owner_uid, salt, opslimit, memlimit, verifier "
 			"FROM meta WHERE id = 1", &stmt, err);
 	if (rc != KC_OK)
 		goto out;
@@ -323,10 +440,10 @@ enum kc_status kc_store_get_meta(struct kc_store *store, struct kc_store_meta *m
 	else if (step == SQLITE_ROW)
 		rc = read_meta_row(store, stmt, meta, err);
 	else
-		rc = db_fail(store, err, "reading metadata");
+		rc = kc_store_db_fail(store, err, "reading metadata");
 out:
-	release(store, stmt);
-	store_unlock(store);
+	kc_store_release(store, stmt);
+	kc_store_unlock(store);
 	return rc;
 }
 
@@ -337,8 +454,8 @@ enum kc_status kc_store_put_meta(struct kc_store *store, const struct kc_store_m
 	enum kc_status rc;
 	int step;
 
-	store_lock(store);
-	rc = prepare(store, "INSERT INTO meta (id, store_id, owner_uid, salt, opslimit, memlimit, "
+	kc_store_lock(store);
+	rc = kc_store_prepare(store, "INSERT INTO meta (id, store_id, owner_uid, salt, opslimit, memlimit, "
 			"verifier, created) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, strftime('%s','now'))", &stmt, err);
 	if (rc != KC_OK)
 		goto out;
@@ -352,14 +469,27 @@ enum kc_status kc_store_put_meta(struct kc_store *store, const struct kc_store_m
 	if (step == SQLITE_CONSTRAINT)
 		rc = kc_fail(err, KC_ALREADY_EXISTS, "key store %s: already initialised", store->path);
 	else if (step != SQLITE_DONE)
-		rc = db_fail(store, err, "writing metadata");
+		rc = kc_store_db_fail(store, err, "writing metadata");
 out:
-	release(store, stmt);
-	store_unlock(store);
+	kc_store_release(store, stmt);
+	kc_store_unlock(store);
 	return rc;
 }
 
 /* ---- keys ------------------------------------------------------------------------- */
+
+static void read_key_v2_columns(sqlite3_stmt *stmt, struct kc_store_key *key)
+{
+	kc_store_copy_text(stmt, 4, key->key_spec, sizeof key->key_spec);
+	kc_store_copy_text(stmt, 5, key->key_usage, sizeof key->key_usage);
+	kc_store_copy_text(stmt, 6, key->origin, sizeof key->origin);
+	key->deletion_date = sqlite3_column_int64(stmt, 7);
+	key->pending_window_days = sqlite3_column_int(stmt, 8);
+	key->rotation_days = sqlite3_column_int(stmt, 9);
+	key->next_rotation = sqlite3_column_int64(stmt, 10);
+	key->valid_to = sqlite3_column_int64(stmt, 11);
+	key->has_policy = sqlite3_column_int(stmt, 12);
+}
 
 static enum kc_status get_key_locked(struct kc_store *store, const char *key_id,
 		struct kc_store_key *key, struct kc_error *err)
@@ -368,8 +498,10 @@ static enum kc_status get_key_locked(struct kc_store *store, const char *key_id,
 	enum kc_status rc;
 	int step;
 
-	rc = prepare(store, "SELECT description, state, created, "
-			"(SELECT COUNT(*) FROM key_material m WHERE m.key_id = k.key_id) "
+	rc = kc_store_prepare(store, "SELECT description, state, created, "
+			"(SELECT COUNT(*) FROM key_material m WHERE m.key_id = k.key_id), "
+			"key_spec, key_usage, origin, deletion_date, pending_window_days, "
+			"rotation_days, next_rotation, valid_to, policy IS NOT NULL "
 			"FROM keys k WHERE k.key_id = ?1", &stmt, err);
 	if (rc != KC_OK)
 		goto out;
@@ -381,7 +513,7 @@ static enum kc_status get_key_locked(struct kc_store *store, const char *key_id,
 		goto out;
 	}
 	if (step != SQLITE_ROW) {
-		rc = db_fail(store, err, "reading a key");
+		rc = kc_store_db_fail(store, err, "reading a key");
 		goto out;
 	}
 	if (key->key_id != key_id)   /* callers may pass key->key_id itself */
@@ -390,8 +522,9 @@ static enum kc_status get_key_locked(struct kc_store *store, const char *key_id,
 	key->state = state_from_text((const char *)sqlite3_column_text(stmt, 1));
 	key->created = sqlite3_column_int64(stmt, 2);
 	key->material_versions = (uint32_t)sqlite3_column_int64(stmt, 3);
+	read_key_v2_columns(stmt, key);
 out:
-	release(store, stmt);
+	kc_store_release(store, stmt);
 	return rc;
 }
 
@@ -400,9 +533,9 @@ enum kc_status kc_store_get_key(struct kc_store *store, const char *key_id,
 {
 	enum kc_status rc;
 
-	store_lock(store);
+	kc_store_lock(store);
 	rc = get_key_locked(store, key_id, key, err);
-	store_unlock(store);
+	kc_store_unlock(store);
 	return rc;
 }
 
@@ -412,7 +545,7 @@ static enum kc_status insert_key_row(struct kc_store *store, const char *key_id,
 	sqlite3_stmt *stmt = NULL;
 	enum kc_status rc;
 
-	rc = prepare(store, "INSERT INTO keys (key_id, description, state, created) "
+	rc = kc_store_prepare(store, "INSERT INTO keys (key_id, description, state, created) "
 			"VALUES (?1, ?2, ?3, ?4)", &stmt, err);
 	if (rc != KC_OK)
 		goto out;
@@ -420,9 +553,9 @@ static enum kc_status insert_key_row(struct kc_store *store, const char *key_id,
 	sqlite3_bind_text(stmt, 2, description, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 3, state_text(KC_KEY_ENABLED), -1, SQLITE_STATIC);
 	sqlite3_bind_int64(stmt, 4, created);
-	rc = step_done(store, stmt, "inserting a key", err);
+	rc = kc_store_step_done(store, stmt, "inserting a key", err);
 out:
-	release(store, stmt);
+	kc_store_release(store, stmt);
 	return rc;
 }
 
@@ -435,42 +568,33 @@ static enum kc_status insert_next_material(struct kc_store *store, const char *k
 	enum kc_status rc;
 	uint32_t next;
 
-	rc = prepare(store, "SELECT COALESCE(MAX(version), 0) FROM key_material WHERE key_id = ?1", &stmt, err);
+	rc = kc_store_prepare(store, "SELECT COALESCE(MAX(version), 0) FROM key_material WHERE key_id = ?1", &stmt, err);
 	if (rc != KC_OK)
 		goto out;
 	sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
 	if (sqlite3_step(stmt) != SQLITE_ROW) {
-		rc = db_fail(store, err, "reading material versions");
+		rc = kc_store_db_fail(store, err, "reading material versions");
 		goto out;
 	}
 	next = (uint32_t)sqlite3_column_int64(stmt, 0) + 1;
-	release(store, stmt);
+	kc_store_release(store, stmt);
 	stmt = NULL;
 	if (sealer(next, sealed, arg) != 0) {
 		rc = kc_fail(err, KC_INTERNAL, "key %s: sealing new key material failed", key_id);
 		goto out;
 	}
-	rc = prepare(store, "INSERT INTO key_material (key_id, version, sealed, created) "
+	rc = kc_store_prepare(store, "INSERT INTO key_material (key_id, version, sealed, created) "
 			"VALUES (?1, ?2, ?3, strftime('%s','now'))", &stmt, err);
 	if (rc != KC_OK)
 		goto out;
 	sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(stmt, 2, next);
 	sqlite3_bind_blob(stmt, 3, sealed, sizeof sealed, SQLITE_STATIC);
-	rc = step_done(store, stmt, "inserting key material", err);
+	rc = kc_store_step_done(store, stmt, "inserting key material", err);
 	if (rc == KC_OK && version)
 		*version = next;
 out:
-	release(store, stmt);
-	return rc;
-}
-
-static enum kc_status commit_or_rollback(struct kc_store *store, enum kc_status rc,
-		struct kc_error *err)
-{
-	if (rc == KC_OK)
-		return exec_sql(store, "COMMIT", "committing", err);
-	sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+	kc_store_release(store, stmt);
 	return rc;
 }
 
@@ -480,17 +604,13 @@ enum kc_status kc_store_create_key(struct kc_store *store, const char *key_id,
 {
 	enum kc_status rc;
 
-	store_lock(store);
-	rc = exec_sql(store, "BEGIN IMMEDIATE", "starting a transaction", err);
+	rc = kc_store_txn_begin(store, err);
 	if (rc != KC_OK)
-		goto out;
+		return rc;
 	rc = insert_key_row(store, key_id, description, created, err);
 	if (rc == KC_OK)
 		rc = insert_next_material(store, key_id, sealer, arg, NULL, err);
-	rc = commit_or_rollback(store, rc, err);
-out:
-	store_unlock(store);
-	return rc;
+	return kc_store_txn_end(store, rc, err);
 }
 
 enum kc_status kc_store_add_material(struct kc_store *store, const char *key_id,
@@ -499,17 +619,13 @@ enum kc_status kc_store_add_material(struct kc_store *store, const char *key_id,
 	struct kc_store_key key;
 	enum kc_status rc;
 
-	store_lock(store);
-	rc = exec_sql(store, "BEGIN IMMEDIATE", "starting a transaction", err);
+	rc = kc_store_txn_begin(store, err);
 	if (rc != KC_OK)
-		goto out;
+		return rc;
 	rc = get_key_locked(store, key_id, &key, err);
 	if (rc == KC_OK)
 		rc = insert_next_material(store, key_id, sealer, arg, version, err);
-	rc = commit_or_rollback(store, rc, err);
-out:
-	store_unlock(store);
-	return rc;
+	return kc_store_txn_end(store, rc, err);
 }
 
 enum kc_status kc_store_get_material(struct kc_store *store, const char *key_id,
@@ -520,8 +636,8 @@ enum kc_status kc_store_get_material(struct kc_store *store, const char *key_id,
 	enum kc_status rc;
 	int step;
 
-	store_lock(store);
-	rc = prepare(store, "SELECT version, sealed FROM key_material WHERE key_id = ?1 "
+	kc_store_lock(store);
+	rc = kc_store_prepare(store, "SELECT version, sealed FROM key_material WHERE key_id = ?1 "
 			"AND (?2 = 0 OR version = ?2) ORDER BY version DESC LIMIT 1", &stmt, err);
 	if (rc != KC_OK)
 		goto out;
@@ -532,15 +648,15 @@ enum kc_status kc_store_get_material(struct kc_store *store, const char *key_id,
 		rc = kc_fail(err, KC_NOT_FOUND, "key %s: key material version %u not found in key store %s",
 				key_id, version, store->path);
 	else if (step != SQLITE_ROW)
-		rc = db_fail(store, err, "reading key material");
+		rc = kc_store_db_fail(store, err, "reading key material");
 	else if (copy_blob_column(stmt, 1, sealed, KC_SEALED_KEY_LEN) != 0)
 		rc = kc_fail(err, KC_INTERNAL, "key %s: sealed key material malformed in key store %s",
 				key_id, store->path);
 	else if (version_out)
 		*version_out = (uint32_t)sqlite3_column_int64(stmt, 0);
 out:
-	release(store, stmt);
-	store_unlock(store);
+	kc_store_release(store, stmt);
+	kc_store_unlock(store);
 	return rc;
 }
 
@@ -550,19 +666,19 @@ enum kc_status kc_store_set_state(struct kc_store *store, const char *key_id,
 	sqlite3_stmt *stmt = NULL;
 	enum kc_status rc;
 
-	store_lock(store);
-	rc = prepare(store, "UPDATE keys SET state = ?1 WHERE key_id = ?2", &stmt, err);
+	kc_store_lock(store);
+	rc = kc_store_prepare(store, "UPDATE keys SET state = ?1 WHERE key_id = ?2", &stmt, err);
 	if (rc != KC_OK)
 		goto out;
 	sqlite3_bind_text(stmt, 1, state_text(state), -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 2, key_id, -1, SQLITE_STATIC);
-	rc = step_done(store, stmt, "updating key state", err);
+	rc = kc_store_step_done(store, stmt, "updating key state", err);
 	if (rc == KC_OK && sqlite3_changes(store->db) == 0)
 		rc = kc_fail(err, KC_NOT_FOUND, "key %s%s: not found in key store %s",
 				KC_KEY_ARN_PREFIX, key_id, store->path);
 out:
-	release(store, stmt);
-	store_unlock(store);
+	kc_store_release(store, stmt);
+	kc_store_unlock(store);
 	return rc;
 }
 
@@ -578,7 +694,7 @@ static enum kc_status collect_text(struct kc_store *store, const char *sql, cons
 	int step;
 
 	*count = 0;
-	rc = prepare(store, sql, &stmt, err);
+	rc = kc_store_prepare(store, sql, &stmt, err);
 	if (rc != KC_OK)
 		goto out;
 	if (param)
@@ -590,9 +706,9 @@ static enum kc_status collect_text(struct kc_store *store, const char *sql, cons
 	if (step == SQLITE_ROW)   /* more rows than room: the first max are enough */
 		step = SQLITE_DONE;
 	if (step != SQLITE_DONE)
-		rc = db_fail(store, err, "listing");
+		rc = kc_store_db_fail(store, err, "listing");
 out:
-	release(store, stmt);
+	kc_store_release(store, stmt);
 	return rc;
 }
 
@@ -601,16 +717,16 @@ static enum kc_status count_rows(struct kc_store *store, size_t *count, struct k
 	sqlite3_stmt *stmt = NULL;
 	enum kc_status rc;
 
-	rc = prepare(store, "SELECT COUNT(*) FROM keys", &stmt, err);
+	rc = kc_store_prepare(store, "SELECT COUNT(*) FROM keys", &stmt, err);
 	if (rc != KC_OK)
 		goto out;
 	if (sqlite3_step(stmt) != SQLITE_ROW) {
-		rc = db_fail(store, err, "counting keys");
+		rc = kc_store_db_fail(store, err, "counting keys");
 		goto out;
 	}
 	*count = (size_t)sqlite3_column_int64(stmt, 0);
 out:
-	release(store, stmt);
+	kc_store_release(store, stmt);
 	return rc;
 }
 
@@ -623,8 +739,8 @@ enum kc_status kc_store_list_keys(struct kc_store *store,
 
 	*ids = NULL;
 	*count = 0;
-	store_lock(store);
-	rc = exec_sql(store, "BEGIN", "starting a transaction", err);
+	kc_store_lock(store);
+	rc = kc_store_exec(store, "BEGIN", "starting a transaction", err);
 	if (rc != KC_OK)
 		goto out;
 	rc = count_rows(store, &capacity, err);
@@ -643,7 +759,7 @@ enum kc_status kc_store_list_keys(struct kc_store *store,
 	list = NULL;
 out:
 	free(list);
-	store_unlock(store);
+	kc_store_unlock(store);
 	return rc;
 }
 
@@ -655,12 +771,12 @@ enum kc_status kc_store_get_alias(struct kc_store *store, const char *alias_name
 	size_t found = 0;
 	enum kc_status rc;
 
-	store_lock(store);
+	kc_store_lock(store);
 	rc = collect_text(store, "SELECT key_id FROM aliases WHERE name = ?1", alias_name,
 			key_id, KC_KEY_ID_LEN + 1, 1, &found, err);
 	if (rc == KC_OK && found == 0)
 		rc = kc_fail(err, KC_NOT_FOUND, "alias %s: not found in key store %s", alias_name, store->path);
-	store_unlock(store);
+	kc_store_unlock(store);
 	return rc;
 }
 
@@ -670,23 +786,25 @@ enum kc_status kc_store_set_alias(struct kc_store *store, const char *alias_name
 	sqlite3_stmt *stmt = NULL;
 	enum kc_status rc;
 
-	store_lock(store);
+	kc_store_lock(store);
 	if (key_id)
-		rc = prepare(store, "INSERT INTO aliases (name, key_id) VALUES (?1, ?2) "
-				"ON CONFLICT(name) DO UPDATE SET key_id = excluded.key_id", &stmt, err);
+		rc = kc_store_prepare(store, "INSERT INTO aliases (name, key_id, created, updated) "
+				"VALUES (?1, ?2, strftime('%s','now'), strftime('%s','now')) "
+				"ON CONFLICT(name) DO UPDATE SET key_id = excluded.key_id, "
+				"updated = excluded.updated", &stmt, err);
 	else
-		rc = prepare(store, "DELETE FROM aliases WHERE name = ?1", &stmt, err);
+		rc = kc_store_prepare(store, "DELETE FROM aliases WHERE name = ?1", &stmt, err);
 	if (rc != KC_OK)
 		goto out;
 	sqlite3_bind_text(stmt, 1, alias_name, -1, SQLITE_STATIC);
 	if (key_id)
 		sqlite3_bind_text(stmt, 2, key_id, -1, SQLITE_STATIC);
-	rc = step_done(store, stmt, key_id ? "setting an alias" : "deleting an alias", err);
+	rc = kc_store_step_done(store, stmt, key_id ? "setting an alias" : "deleting an alias", err);
 	if (rc == KC_OK && !key_id && sqlite3_changes(store->db) == 0)
 		rc = kc_fail(err, KC_NOT_FOUND, "alias %s: not found in key store %s", alias_name, store->path);
 out:
-	release(store, stmt);
-	store_unlock(store);
+	kc_store_release(store, stmt);
+	kc_store_unlock(store);
 	return rc;
 }
 
@@ -695,10 +813,10 @@ enum kc_status kc_store_key_aliases(struct kc_store *store, const char *key_id,
 {
 	enum kc_status rc;
 
-	store_lock(store);
+	kc_store_lock(store);
 	rc = collect_text(store, "SELECT name FROM aliases WHERE key_id = ?1 ORDER BY name", key_id,
 			names[0], sizeof *names, max, count, err);
-	store_unlock(store);
+	kc_store_unlock(store);
 	return rc;
 }
 
@@ -710,24 +828,24 @@ enum kc_status kc_store_set_principal(struct kc_store *store, const char *key_id
 	sqlite3_stmt *stmt = NULL;
 	enum kc_status rc;
 
-	store_lock(store);
+	kc_store_lock(store);
 	if (allow)
-		rc = prepare(store, "INSERT OR IGNORE INTO key_principals (key_id, principal) "
+		rc = kc_store_prepare(store, "INSERT OR IGNORE INTO key_principals (key_id, principal) "
 				"VALUES (?1, ?2)", &stmt, err);
 	else
-		rc = prepare(store, "DELETE FROM key_principals WHERE key_id = ?1 AND principal = ?2",
+		rc = kc_store_prepare(store, "DELETE FROM key_principals WHERE key_id = ?1 AND principal = ?2",
 				&stmt, err);
 	if (rc != KC_OK)
 		goto out;
 	sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 2, principal, -1, SQLITE_STATIC);
-	rc = step_done(store, stmt, "updating key principals", err);
+	rc = kc_store_step_done(store, stmt, "updating key principals", err);
 	if (rc == KC_OK && !allow && sqlite3_changes(store->db) == 0)
 		rc = kc_fail(err, KC_NOT_FOUND, "principal %s: not listed on key %s%s",
 				principal, KC_KEY_ARN_PREFIX, key_id);
 out:
-	release(store, stmt);
-	store_unlock(store);
+	kc_store_release(store, stmt);
+	kc_store_unlock(store);
 	return rc;
 }
 
@@ -739,8 +857,8 @@ enum kc_status kc_store_has_principal(struct kc_store *store, const char *key_id
 	int step;
 
 	*listed = 0;
-	store_lock(store);
-	rc = prepare(store, "SELECT 1 FROM key_principals WHERE key_id = ?1 AND principal = ?2",
+	kc_store_lock(store);
+	rc = kc_store_prepare(store, "SELECT 1 FROM key_principals WHERE key_id = ?1 AND principal = ?2",
 			&stmt, err);
 	if (rc != KC_OK)
 		goto out;
@@ -750,10 +868,10 @@ enum kc_status kc_store_has_principal(struct kc_store *store, const char *key_id
 	if (step == SQLITE_ROW)
 		*listed = 1;
 	else if (step != SQLITE_DONE)
-		rc = db_fail(store, err, "reading key principals");
+		rc = kc_store_db_fail(store, err, "reading key principals");
 out:
-	release(store, stmt);
-	store_unlock(store);
+	kc_store_release(store, stmt);
+	kc_store_unlock(store);
 	return rc;
 }
 
@@ -762,9 +880,9 @@ enum kc_status kc_store_key_principals(struct kc_store *store, const char *key_i
 {
 	enum kc_status rc;
 
-	store_lock(store);
+	kc_store_lock(store);
 	rc = collect_text(store, "SELECT principal FROM key_principals WHERE key_id = ?1 "
 			"ORDER BY principal", key_id, principals[0], sizeof *principals, max, count, err);
-	store_unlock(store);
+	kc_store_unlock(store);
 	return rc;
 }

@@ -1,0 +1,65 @@
+/*
+ * store_internal.h - the key store's SQLite primitives, for the files
+ * that keep their own tables in keystore.db (grants, import parameters).
+ *
+ * Rules for every user: take the store lock (kc_store_lock, recursive)
+ * around statement use; statements come from kc_store_prepare with a
+ * string literal (the cache is keyed by its address) and go back with
+ * kc_store_release; a change of several rows is one transaction
+ * (kc_store_txn_begin / kc_store_txn_end), which may nest.
+ */
+#ifndef KMSFS_KEYCLIENT_STORE_INTERNAL_H
+#define KMSFS_KEYCLIENT_STORE_INTERNAL_H
+
+#include <limits.h>
+#include <pthread.h>
+
+#include <sqlite3.h>
+
+#include "local_internal.h"
+
+#define KC_STORE_STMT_CACHE 160
+
+/*
+ * Statements are prepared once and reused: every file create and open
+ * reads the key's row, and re-parsing the SQL each time showed up in
+ * profiles. The cache is keyed by the SQL text's address (each call site
+ * passes its own literal) and used only under the store lock.
+ */
+struct kc_cached_stmt {
+	const char *sql;
+	sqlite3_stmt *stmt;
+};
+
+struct kc_store {
+	sqlite3 *db;
+	pthread_mutex_t lock;          /* recursive: a transaction holds it across calls */
+	int txn_depth;                 /* nesting of kc_store_txn_begin */
+	int txn_failed;                /* some level of the transaction failed */
+	char path[PATH_MAX];
+	struct kc_cached_stmt cache[KC_STORE_STMT_CACHE];
+	size_t cached;
+};
+
+void kc_store_lock(struct kc_store *store);
+void kc_store_unlock(struct kc_store *store);
+enum kc_status kc_store_prepare(struct kc_store *store, const char *sql, sqlite3_stmt **stmt,
+		struct kc_error *err);
+void kc_store_release(struct kc_store *store, sqlite3_stmt *stmt);
+enum kc_status kc_store_step_done(struct kc_store *store, sqlite3_stmt *stmt, const char *what,
+		struct kc_error *err);
+enum kc_status kc_store_exec(struct kc_store *store, const char *sql, const char *what,
+		struct kc_error *err);
+enum kc_status kc_store_db_fail(struct kc_store *store, struct kc_error *err, const char *what);
+
+/* Nested transaction (holds the store lock until the matching end). */
+enum kc_status kc_store_txn_begin(struct kc_store *store, struct kc_error *err);
+/* Ends one level: the outermost commits unless any level's rc failed. Returns rc (or the commit's error). */
+enum kc_status kc_store_txn_end(struct kc_store *store, enum kc_status rc, struct kc_error *err);
+
+/*
+ * Copy column col of the current row (TEXT) into out, "" when NULL.
+ */
+void kc_store_copy_text(sqlite3_stmt *stmt, int col, char *out, size_t out_len);
+
+#endif /* KMSFS_KEYCLIENT_STORE_INTERNAL_H */
