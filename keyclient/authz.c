@@ -33,13 +33,13 @@ static int listed_principal_action(const char *action)
 		starts_with(action, "kms:ReEncrypt");
 }
 
-static enum kc_status deny(const char *principal, const char *key_id, const char *action,
-		struct kc_error *err)
+static enum kc_status deny(struct kc_local *local, const char *principal, const char *key_id,
+		const char *action, struct kc_error *err)
 {
 	char resource[KC_ARN_MAX] = "*";
 
 	if (key_id)
-		kc_key_arn(key_id, resource);
+		kc_local_key_arn(local, key_id, resource);
 	return kc_fail(err, KC_ACCESS_DENIED,
 			"User: %.127s is not authorized to perform: %s on resource: %s "
 			"because no %s-based policy allows the %s action",
@@ -54,13 +54,13 @@ enum kc_status kc_authorize(struct kc_local *local, const char *key_id, const ch
 	enum kc_status rc;
 
 	if (!principal || !*principal)
-		return deny("(unsigned request)", key_id, action, err);
+		return deny(local, "(unsigned request)", key_id, action, err);
 	if (strcmp(principal, local->owner_principal) == 0)
 		return KC_OK;
 	if (!key_id || !listed_principal_action(action))
-		return deny(principal, key_id, action, err);
+		return deny(local, principal, key_id, action, err);
 	rc = kc_store_has_principal(local->store, key_id, principal, &listed, err);
 	if (rc != KC_OK)
 		return rc;
-	return listed ? KC_OK : deny(principal, key_id, action, err);
+	return listed ? KC_OK : deny(local, principal, key_id, action, err);
 }

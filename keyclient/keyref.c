@@ -72,24 +72,38 @@ static enum kc_status parse_plain(const char *ref, const char *shown, enum kc_re
 			shown);
 }
 
-enum kc_status kc_keyref_parse(const char *ref, enum kc_ref_kind *kind,
+void kc_local_key_arn(const struct kc_local *local, const char *key_id, char out[KC_ARN_MAX])
+{
+	snprintf(out, KC_ARN_MAX, "%skey/%s", local->arn_prefix, key_id);
+}
+
+void kc_local_alias_arn(const struct kc_local *local, const char *alias_name, char out[KC_ARN_MAX])
+{
+	snprintf(out, KC_ARN_MAX, "%s%s", local->arn_prefix, alias_name);
+}
+
+enum kc_status kc_keyref_parse(const char *ref, const char *arn_prefix, enum kc_ref_kind *kind,
 		char name[KC_ALIAS_MAX + 1], struct kc_error *err)
 {
+	const char *rest;
+
 	if (!ref || !*ref)
 		return kc_fail(err, KC_VALIDATION, "key id missing");
-	if (starts_with(ref, KC_KEY_ARN_PREFIX)) {
-		const char *id = ref + strlen(KC_KEY_ARN_PREFIX);
-		if (starts_with(id, KC_ALIAS_PREFIX))   /* "key/alias/x" is not an alias ARN */
-			return kc_fail(err, KC_NOT_FOUND, "key %.100s: not found (malformed key ARN)", ref);
-		return parse_plain(id, ref, kind, name, err);
-	}
-	if (starts_with(ref, KC_ALIAS_ARN_PREFIX))
-		return parse_plain(ref + strlen(KC_LOCAL_ARN_PREFIX), ref, kind, name, err);
-	if (starts_with(ref, KC_LOCAL_ARN_PREFIX))
+	if (starts_with(ref, arn_prefix)) {
+		rest = ref + strlen(arn_prefix);
+		if (starts_with(rest, "key/")) {
+			rest += strlen("key/");
+			if (starts_with(rest, KC_ALIAS_PREFIX))   /* "key/alias/x" is not an alias ARN */
+				return kc_fail(err, KC_NOT_FOUND, "key %.100s: not found (malformed key ARN)", ref);
+			return parse_plain(rest, ref, kind, name, err);
+		}
+		if (starts_with(rest, KC_ALIAS_PREFIX))
+			return parse_plain(rest, ref, kind, name, err);
 		return kc_fail(err, KC_NOT_FOUND, "key %.100s: not found (ARN is neither key/ nor alias/)", ref);
+	}
 	if (starts_with(ref, "arn:"))
 		return kc_fail(err, KC_NOT_FOUND,
 				"key %.100s: not found (ARN of another region, account or service; this one is %s)",
-				ref, KC_LOCAL_ARN_PREFIX);
+				ref, arn_prefix);
 	return parse_plain(ref, ref, kind, name, err);
 }

@@ -192,9 +192,63 @@ static void free_local(struct kc_local *local)
 enum kc_status kc_local_open(const char *dir, const char *passphrase, int create,
 		struct keyclient **out, struct kc_error *err)
 {
+	struct kc_local_options opts = {
+		.dir = dir, .create = create, .passphrase = passphrase,
+	};
+
+	return kc_local_open_opts(&opts, out, err);
+}
+
+static int all_digits(const char *s, size_t len)
+{
+	if (strlen(s) != len)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+	return 1;
+}
+
+static int region_ok(const char *region)
+{
+	size_t len = strlen(region);
+
+	if (len == 0 || len > KC_REGION_MAX)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!((region[i] >= 'a' && region[i] <= 'z') || (region[i] >= '0' && region[i] <= '9') ||
+		      region[i] == '-'))
+			return 0;
+	return 1;
+}
+
+/* Region, account and the ARN prefix they make; an account turns on policy evaluation. */
+static enum kc_status set_identity(struct kc_local *local, const struct kc_local_options *opts,
+		struct kc_error *err)
+{
+	const char *region = opts->region ? opts->region : "local";
+	const char *account = opts->account ? opts->account : "000000000000";
+
+	if (!region_ok(region))
+		return kc_fail(err, KC_VALIDATION, "region %.40s: not a region name (a-z, 0-9, -)", region);
+	if (!all_digits(account, KC_ACCOUNT_LEN))
+		return kc_fail(err, KC_VALIDATION, "account %.40s: not a 12-digit account id", account);
+	snprintf(local->region, sizeof local->region, "%s", region);
+	snprintf(local->account, sizeof local->account, "%s", account);
+	snprintf(local->arn_prefix, sizeof local->arn_prefix, "arn:aws:kms:%s:%s:", region, account);
+	local->account_mode = opts->account != NULL;
+	return KC_OK;
+}
+
+enum kc_status kc_local_open_opts(const struct kc_local_options *opts,
+		struct keyclient **out, struct kc_error *err)
+{
+	const char *dir = opts ? opts->dir : NULL;
+	const char *passphrase = opts ? opts->passphrase : NULL;
 	struct kc_local *local = NULL;
 	struct keyclient *kc = NULL;
 	enum kc_status rc = KC_OK;
+	int create = opts ? opts->create : 0;
 
 	if (out)
 		*out = NULL;
@@ -218,6 +272,9 @@ enum kc_status kc_local_open(const char *dir, const char *passphrase, int create
 		rc = kc_fail(err, KC_INTERNAL, "key store %s: out of memory", dir);
 		goto out;
 	}
+	rc = set_identity(local, opts, err);
+	if (rc != KC_OK)
+		goto out;
 	rc = open_or_create(local, dir, passphrase, create, err);
 	if (rc != KC_OK)
 		goto out;
@@ -248,7 +305,7 @@ enum kc_status kc_local_find_key(struct kc_local *local, const char *key_ref,
 	enum kc_ref_kind kind;
 	enum kc_status rc;
 
-	rc = kc_keyref_parse(key_ref, &kind, name, err);
+	rc = kc_keyref_parse(key_ref, local->arn_prefix, &kind, name, err);
 	if (rc != KC_OK)
 		return rc;
 	if (kind == KC_REF_ALIAS) {
@@ -266,8 +323,8 @@ enum kc_status kc_local_require_enabled(const struct kc_store_key *key, struct k
 	if (key->state == KC_KEY_ENABLED)
 		return KC_OK;
 	if (key->state == KC_KEY_DISABLED)
-		return kc_fail(err, KC_DISABLED, "key %s%s is disabled", KC_KEY_ARN_PREFIX, key->key_id);
-	return kc_fail(err, KC_INVALID_STATE, "key %s%s is %s", KC_KEY_ARN_PREFIX, key->key_id,
+		return kc_fail(err, KC_DISABLED, "%s is disabled.", key->key_id);
+	return kc_fail(err, KC_INVALID_STATE, "%s is %s", key->key_id,
 			kc_key_state_name(key->state));
 }
 
@@ -289,7 +346,7 @@ enum kc_status kc_local_material(struct kc_local *local, const char *key_id,
 	kc_material_aad(key_uuid, found_version, aad);
 	if (kc_unseal(local->root_key, aad, sizeof aad, sealed, sizeof sealed, material) != 0)
 		return kc_fail(err, KC_INTERNAL, "key %s%s: key material version %u failed authentication "
-				"(key store %s altered or corrupted)", KC_KEY_ARN_PREFIX, key_id, found_version,
+				"(key store %s altered or corrupted)", local->arn_prefix, key_id, found_version,
 				kc_store_path(local->store));
 	if (version_out)
 		*version_out = found_version;

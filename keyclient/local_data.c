@@ -17,10 +17,10 @@
 
 #include <sodium.h>
 
-static void set_arn(char arn_out[KC_ARN_MAX], const char *key_id)
+static void set_arn(const struct kc_local *local, char arn_out[KC_ARN_MAX], const char *key_id)
 {
 	if (arn_out)
-		kc_key_arn(key_id, arn_out);
+		kc_local_key_arn(local, key_id, arn_out);
 }
 
 /*
@@ -61,7 +61,7 @@ static enum kc_status wrap(struct kc_local *local, const char *key_ref, const ch
 	rc = kc_local_find_key(local, key_ref, &key, err);
 	if (rc != KC_OK)
 		goto out;
-	set_arn(key_arn_out, key.key_id);
+	set_arn(local, key_arn_out, key.key_id);
 	rc = admit(local, &key, action, caller, ctx, &context, &context_len, &material, err);
 	if (rc != KC_OK)
 		goto out;
@@ -101,12 +101,12 @@ static enum kc_status blob_key(struct kc_local *local, const uint8_t *blob, size
 }
 
 /* Is ref this key's id or key ARN (aliases need the store)? */
-static int names_key(const char *ref, const char *key_id)
+static int names_key(const struct kc_local *local, const char *ref, const char *key_id)
 {
-	size_t prefix = strlen(KC_KEY_ARN_PREFIX);
+	size_t prefix = strlen(local->arn_prefix);
 
-	if (!strncmp(ref, KC_KEY_ARN_PREFIX, prefix))
-		ref += prefix;
+	if (!strncmp(ref, local->arn_prefix, prefix) && !strncmp(ref + prefix, "key/", 4))
+		ref += prefix + 4;
 	return strcmp(ref, key_id) == 0;
 }
 
@@ -120,15 +120,15 @@ static enum kc_status check_expected_key(struct kc_local *local, const char *exp
 	if (!expected_ref)
 		return KC_OK;
 	/* The usual case (the FS names the key ARN from the xattr) needs no second lookup. */
-	if (names_key(expected_ref, blob_key_row->key_id))
+	if (names_key(local, expected_ref, blob_key_row->key_id))
 		return KC_OK;
 	rc = kc_local_find_key(local, expected_ref, &expected, err);
 	if (rc != KC_OK)
 		return rc;
 	if (strcmp(expected.key_id, blob_key_row->key_id) != 0)
 		return kc_fail(err, KC_INCORRECT_KEY,
-				"ciphertext blob: encrypted under key %s%s, not under the requested key %s%s",
-				KC_KEY_ARN_PREFIX, blob_key_row->key_id, KC_KEY_ARN_PREFIX, expected.key_id);
+				"ciphertext blob: encrypted under key %s, not under the requested key %s",
+				blob_key_row->key_id, expected.key_id);
 	return KC_OK;
 }
 
@@ -150,7 +150,7 @@ static enum kc_status unwrap(struct kc_local *local, const char *expected_ref, c
 		rc = check_expected_key(local, expected_ref, &key, err);
 	if (rc != KC_OK)
 		goto out;
-	set_arn(key_arn_out, key.key_id);
+	set_arn(local, key_arn_out, key.key_id);
 	rc = admit(local, &key, action, caller, ctx, &context, &context_len, &material, err);
 	if (rc != KC_OK)
 		goto out;

@@ -22,6 +22,8 @@
 
 #include "keyclient.h"
 
+struct kc_local;
+
 /* ---- names ---------------------------------------------------------------- */
 
 #define KC_LOCAL_ARN_PREFIX "arn:aws:kms:local:000000000000:"
@@ -77,11 +79,14 @@ enum kc_ref_kind { KC_REF_KEY_ID, KC_REF_ALIAS };
  * key id in name; "alias/x" or an alias ARN gives KC_REF_ALIAS and
  * "alias/x" in name. Anything else: KC_NOT_FOUND naming ref.
  */
-enum kc_status kc_keyref_parse(const char *ref, enum kc_ref_kind *kind,
+enum kc_status kc_keyref_parse(const char *ref, const char *arn_prefix, enum kc_ref_kind *kind,
 		char name[KC_ALIAS_MAX + 1], struct kc_error *err);
 /* KC_OK or KC_INVALID_ALIAS with the reason. */
 enum kc_status kc_alias_name_check(const char *alias_name, struct kc_error *err);
-void kc_key_arn(const char *key_id, char out[KC_ARN_MAX]);
+void kc_key_arn(const char *key_id, char out[KC_ARN_MAX]);   /* the embedded engine's */
+/* This engine's key ARN and alias ARN. */
+void kc_local_key_arn(const struct kc_local *local, const char *key_id, char out[KC_ARN_MAX]);
+void kc_local_alias_arn(const struct kc_local *local, const char *alias_name, char out[KC_ARN_MAX]);
 
 /* ---- seal.c: secrets sealed under the root key ------------------------------- */
 
@@ -301,8 +306,15 @@ enum kc_status kc_store_key_principals(struct kc_store *store, const char *key_i
 
 /* ---- the local engine's state -------------------------------------------------- */
 
+#define KC_REGION_MAX 32
+#define KC_ACCOUNT_LEN 12
+
 struct kc_local {
 	struct kc_store *store;
+	char region[KC_REGION_MAX + 1];    /* "local" for the embedded engine */
+	char account[KC_ACCOUNT_LEN + 1];  /* "000000000000" for the embedded engine */
+	char arn_prefix[80];               /* "arn:aws:kms:<region>:<account>:" */
+	int account_mode;                  /* kmsd: key policies, grants, identity policies */
 	uint8_t *root_key;                 /* sodium_malloc'ed, KC_KEY_LEN */
 	uint8_t store_id[KC_STORE_ID_LEN];
 	uid_t owner_uid;

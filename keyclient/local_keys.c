@@ -49,7 +49,7 @@ static enum kc_status fill_info(struct kc_local *local, const struct kc_store_ke
 
 	memset(info, 0, sizeof *info);
 	snprintf(info->key_id, sizeof info->key_id, "%s", key->key_id);
-	kc_key_arn(key->key_id, info->arn);
+	kc_local_key_arn(local, key->key_id, info->arn);
 	snprintf(info->description, sizeof info->description, "%s", key->description);
 	info->state = key->state;
 	info->creation_date = key->created;
@@ -185,8 +185,8 @@ enum kc_status kc_local_set_key_enabled(struct keyclient *kc, const char *key_id
 	if (rc != KC_OK)
 		return rc;
 	if (key.state == KC_KEY_PENDING_DELETION)
-		return kc_fail(err, KC_INVALID_STATE, "key %s%s is pending deletion; cancel the deletion first",
-				KC_KEY_ARN_PREFIX, key.key_id);
+		return kc_fail(err, KC_INVALID_STATE, "key %s is pending deletion; cancel the deletion first",
+				key.key_id);
 	return kc_store_set_state(local->store, key.key_id,
 			enabled ? KC_KEY_ENABLED : KC_KEY_DISABLED, err);
 }

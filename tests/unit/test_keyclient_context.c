@@ -7,6 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The embedded engine's ARN space. */
+static enum kc_status kc_keyref_parse_local(const char *ref, enum kc_ref_kind *kind,
+		char name[KC_ALIAS_MAX + 1], struct kc_error *err)
+{
+	return kc_keyref_parse(ref, KC_LOCAL_ARN_PREFIX, kind, name, err);
+}
+
 static int same_bytes(const struct kc_context *a, const struct kc_context *b)
 {
 	struct kc_error err = { 0 };
@@ -91,22 +98,22 @@ static void test_keyrefs(void)
 	struct kc_error err = { 0 };
 	enum kc_ref_kind kind;
 
-	CHECK_STATUS(kc_keyref_parse(uuid, &kind, name, &err), KC_OK, err);
+	CHECK_STATUS(kc_keyref_parse_local(uuid, &kind, name, &err), KC_OK, err);
 	CHECK(kind == KC_REF_KEY_ID && strcmp(name, uuid) == 0);
-	CHECK_STATUS(kc_keyref_parse("0F8FAD5B-D9CB-469F-A165-70867728950E", &kind, name, &err), KC_OK, err);
+	CHECK_STATUS(kc_keyref_parse_local("0F8FAD5B-D9CB-469F-A165-70867728950E", &kind, name, &err), KC_OK, err);
 	CHECK(kind == KC_REF_KEY_ID && strcmp(name, uuid) == 0);
-	CHECK_STATUS(kc_keyref_parse("arn:aws:kms:local:000000000000:key/0f8fad5b-d9cb-469f-a165-70867728950e",
+	CHECK_STATUS(kc_keyref_parse_local("arn:aws:kms:local:000000000000:key/0f8fad5b-d9cb-469f-a165-70867728950e",
 			&kind, name, &err), KC_OK, err);
 	CHECK(kind == KC_REF_KEY_ID && strcmp(name, uuid) == 0);
-	CHECK_STATUS(kc_keyref_parse("alias/home", &kind, name, &err), KC_OK, err);
+	CHECK_STATUS(kc_keyref_parse_local("alias/home", &kind, name, &err), KC_OK, err);
 	CHECK(kind == KC_REF_ALIAS && strcmp(name, "alias/home") == 0);
-	CHECK_STATUS(kc_keyref_parse("arn:aws:kms:local:000000000000:alias/home", &kind, name, &err), KC_OK, err);
+	CHECK_STATUS(kc_keyref_parse_local("arn:aws:kms:local:000000000000:alias/home", &kind, name, &err), KC_OK, err);
 	CHECK(kind == KC_REF_ALIAS && strcmp(name, "alias/home") == 0);
-	CHECK_STATUS(kc_keyref_parse("arn:aws:kms:us-east-1:111122223333:key/0f8fad5b-d9cb-469f-a165-70867728950e",
+	CHECK_STATUS(kc_keyref_parse_local("arn:aws:kms:us-east-1:111122223333:key/0f8fad5b-d9cb-469f-a165-70867728950e",
 			&kind, name, &err), KC_NOT_FOUND, err);
-	CHECK_STATUS(kc_keyref_parse("arn:aws:kms:local:000000000000:0f8fad5b-d9cb-469f-a165-70867728950e",
+	CHECK_STATUS(kc_keyref_parse_local("arn:aws:kms:local:000000000000:0f8fad5b-d9cb-469f-a165-70867728950e",
 			&kind, name, &err), KC_NOT_FOUND, err);
-	CHECK_STATUS(kc_keyref_parse("not-a-key", &kind, name, &err), KC_NOT_FOUND, err);
+	CHECK_STATUS(kc_keyref_parse_local("not-a-key", &kind, name, &err), KC_NOT_FOUND, err);
 	CHECK(strstr(err.message, "not-a-key") != NULL);
 }
 
