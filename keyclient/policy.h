@@ -93,8 +93,8 @@ int kc_action_match(const char *pattern, const char *action);
  * The default key policy AWS gives a key created without one, in the
  * exact text GetKeyPolicy returns (pretty-printed, "key" : value):
  * account root may do kms:*, i.e. the account's IAM policies decide.
- * Written to buf; returns buf, or NULL when buflen is too small
- * (KC_POLICY_DEFAULT_MAX is always enough for a 12-digit account).
+ * Written to buf; returns buf, or NULL when account is not a 12-digit
+ * account id or buflen is too small (KC_POLICY_DEFAULT_MAX is enough).
  */
 #define KC_POLICY_DEFAULT_MAX 512
 const char *kc_policy_default(const char *account, char *buf, size_t buflen);

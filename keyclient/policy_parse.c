@@ -803,7 +803,8 @@ const char *kc_policy_default(const char *account, char *buf, size_t buflen)
 {
 	int n;
 
-	if (!account || !buf)
+	/* pasted into JSON unescaped, and the policy must pass kc_policy_parse */
+	if (!account || !buf || !kc_account_id_valid(account, strlen(account)))
 		return NULL;
 	n = snprintf(buf, buflen, KC_DEFAULT_POLICY_FORMAT, account);
 	if (n < 0 || (size_t)n >= buflen)

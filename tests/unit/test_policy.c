@@ -122,6 +122,8 @@ static void test_default_policy_text(void)
 	CHECK(strcmp(buf, want) == 0);
 	CHECK(kc_policy_default(ACCOUNT, tiny, sizeof tiny) == NULL);
 	CHECK(kc_policy_default(NULL, buf, sizeof buf) == NULL);
+	CHECK(kc_policy_default("12345", buf, sizeof buf) == NULL);
+	CHECK(kc_policy_default("11112222333\"", buf, sizeof buf) == NULL);
 }
 
 static void test_default_policy_eval(void)
