@@ -7,6 +7,7 @@ set -eu
 
 pkgs="build-essential cmake pkg-config git
       libfuse3-dev fuse3 libssl-dev libsodium-dev libinih-dev libsqlite3-dev libjansson-dev
+      libp11-kit-dev softhsm2
       attr python3 python3-pytest e2fsprogs util-linux"
 if [ "${1:-}" = "--bench" ]; then
 	pkgs="$pkgs gocryptfs securefs encfs fio linux-source-6.1 xz-utils"
