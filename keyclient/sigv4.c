@@ -185,8 +185,8 @@ static const char *header_value(const struct kc_sigv4_request *req, const char *
 	return first;
 }
 
-/* Copy value into out without surrounding whitespace. -1 if it does not fit. */
-static int copy_trimmed(const char *value, char *out, size_t cap)
+/* value without surrounding blanks, as *start and the returned length. */
+static size_t trimmed(const char *value, const char **start)
 {
 	size_t len;
 
@@ -195,11 +195,30 @@ static int copy_trimmed(const char *value, char *out, size_t cap)
 	len = strlen(value);
 	while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t'))
 		len--;
+	*start = value;
+	return len;
+}
+
+/* Copy value into out without surrounding blanks. -1 if it does not fit. */
+static int copy_trimmed(const char *value, char *out, size_t cap)
+{
+	const char *start;
+	size_t len = trimmed(value, &start);
+
 	if (len >= cap)
 		return -1;
-	memcpy(out, value, len);
+	memcpy(out, start, len);
 	out[len] = '\0';
 	return 0;
+}
+
+/* Is value, without surrounding blanks, exactly want? */
+static int equals_trimmed(const char *value, const char *want)
+{
+	const char *start;
+	size_t len = trimmed(value, &start);
+
+	return len == strlen(want) && !memcmp(start, want, len);
 }
 
 /* Is name one of the ';'-separated names in list (any case)? */
@@ -567,11 +586,10 @@ static enum kc_status check_preset(const struct kc_sigv4_request *req, const cha
 {
 	size_t count;
 	const char *have = header_value(req, name, &count);
-	char trimmed[1024];
 
 	if (!have)
 		return KC_OK;
-	if (count > 1 || copy_trimmed(have, trimmed, sizeof(trimmed)) || strcmp(trimmed, want))
+	if (count > 1 || !equals_trimmed(have, want))
 		return kc_fail(err, KC_VALIDATION, "the request's %s header is not the one signed",
 				name);
 	return KC_OK;
@@ -854,11 +872,12 @@ static enum kc_status find_request_date(const struct kc_sigv4_request *req,
 		return kc_fail(err, KC_INCOMPLETE_SIGNATURE, "Authorization header requires "
 				"existence of either a 'X-Amz-Date' or a 'Date' header. "
 				"Authorization=%s", authorization);
-	if (copy_trimmed(amz ? amz : http, value, sizeof(value)) ||
-	    (amz ? parse_amz_date(value, &out->when) : parse_http_date(value, &out->when)))
+	if (amz && (copy_trimmed(amz, value, sizeof(value)) || parse_amz_date(value, &out->when)))
 		return kc_fail(err, KC_INCOMPLETE_SIGNATURE, "Date must be in ISO-8601 'basic "
-				"format'. Got '%.64s'. See http://en.wikipedia.org/wiki/ISO_8601",
-				amz ? amz : http);
+				"format'. Got '%.64s'. See http://en.wikipedia.org/wiki/ISO_8601", amz);
+	if (!amz && (copy_trimmed(http, value, sizeof(value)) || parse_http_date(value, &out->when)))
+		return kc_fail(err, KC_INCOMPLETE_SIGNATURE, "Date header must be an RFC 7231 "
+				"date ('Sun, 30 Aug 2015 12:36:00 GMT'). Got '%.64s'", http);
 	format_amz_date(out->when, out->amz_date);
 	return KC_OK;
 }
@@ -911,7 +930,6 @@ static enum kc_status payload_hash(const struct kc_sigv4_request *req,
 		const struct kc_sigv4_auth *auth, char out[KC_SIGV4_HEX_LEN + 1],
 		struct kc_error *err)
 {
-	char stated[KC_SIGV4_HEX_LEN + 1];
 	size_t count;
 	const char *header;
 
@@ -920,8 +938,7 @@ static enum kc_status payload_hash(const struct kc_sigv4_request *req,
 	if (!list_has(auth->signed_headers, "x-amz-content-sha256"))
 		return KC_OK;
 	header = header_value(req, "x-amz-content-sha256", &count);
-	if (header && (count > 1 || copy_trimmed(header, stated, sizeof(stated)) ||
-		       strcmp(stated, out)))
+	if (header && (count > 1 || !equals_trimmed(header, out)))
 		return kc_fail(err, KC_INVALID_SIGNATURE,
 				"The provided 'x-amz-content-sha256' header does not match what was "
 				"computed.");
@@ -984,6 +1001,9 @@ enum kc_status kc_sigv4_verify(const struct kc_sigv4_request *req,
 	const char *authorization;
 	enum kc_status status;
 
+	if (!p->region || !p->service || !p->lookup)
+		return kc_fail(err, KC_INTERNAL, "SigV4 verification needs a region, a service "
+				"and a key lookup");
 	status = find_authorization(req, &authorization, err);
 	if (status == KC_OK)
 		status = kc_sigv4_parse_authorization(authorization, &auth, err);

@@ -20,6 +20,9 @@
  *          headers joined with ',' in the order they came;
  *   payload hex SHA-256 of the body.
  *
+ * Only the header form: presigned URLs (X-Amz-Signature in the query)
+ * are not accepted, and neither is chunked (streaming) payload signing.
+ *
  * Errors come back as kc_status with AWS's error types and messages:
  * KC_MISSING_AUTH, KC_INCOMPLETE_SIGNATURE (Authorization header or date
  * malformed), KC_INVALID_SIGNATURE (scope, clock skew, signature),
@@ -196,12 +199,12 @@ void kc_sigv4_key_cache_free(struct kc_sigv4_key_cache *cache);   /* wipes; NULL
  * with it, or until kc_sigv4_verify returns.
  */
 struct kc_sigv4_verify_params {
-	const char *region;                 /* this service's region: "us-east-1" */
-	const char *service;                /* "kms" */
+	const char *region;                 /* this service's region: "us-east-1" (required) */
+	const char *service;                /* "kms" (required) */
 	time_t now;
 	time_t max_skew;                    /* seconds; 0 means KC_SIGV4_MAX_SKEW */
 	unsigned flags;                     /* enum kc_sigv4_flags */
-	const char *(*lookup)(const char *access_key_id, void *arg);
+	const char *(*lookup)(const char *access_key_id, void *arg);   /* required */
 	void (*release)(const char *secret, void *arg);   /* may be NULL */
 	void *arg;
 	struct kc_sigv4_key_cache *cache;   /* may be NULL */

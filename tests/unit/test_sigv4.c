@@ -606,10 +606,11 @@ static void test_suite(const char *dir)
 /* ---- beyond the suite: what the AWS CLI sends ---------------------------------------- */
 
 /*
- * An AWS CLI Encrypt call as botocore 1.43's SigV4Auth signed it (temporary
- * credentials, User-Agent unsigned, Content-Length signed), generated once
- * with fixed credentials and clock; kmsfs must produce the same signature
- * and accept it.
+ * An AWS CLI Encrypt call as botocore 1.43's SigV4Auth signs it (temporary
+ * credentials; User-Agent unsigned), generated once with fixed
+ * credentials and clock. On the wire it also carries Content-Length,
+ * which botocore adds after signing. kmsfs must produce the same
+ * signature and accept the request.
  */
 #define CLI_AKID "AKIAKMSFSTEST0000001"
 #define CLI_SECRET "kmsfs/Test+Secret/Key0123456789abcdefghij"
@@ -617,16 +618,20 @@ static void test_suite(const char *dir)
 #define CLI_DATE "20240517T093015Z"
 #define CLI_BODY "{\"KeyId\": \"alias/kmsfs\", \"Plaintext\": \"aGVsbG8=\"}"
 #define CLI_AUTHORIZATION "AWS4-HMAC-SHA256 Credential=AKIAKMSFSTEST0000001/20240517/" \
-	"eu-west-1/kms/aws4_request, SignedHeaders=content-length;content-type;host;" \
-	"x-amz-date;x-amz-security-token;x-amz-target, " \
-	"Signature=aff53b7fb9faf903e26dd723d0a3ee4686c0c65518a0eeff000e5ae18177752f"
+	"eu-west-1/kms/aws4_request, SignedHeaders=content-type;host;x-amz-date;" \
+	"x-amz-security-token;x-amz-target, " \
+	"Signature=32f81fee81f3d148de72a3f248c573e673c6b5dcc300d681e19582b6b4cf6623"
+#define CLI_DATE_HEADER 5   /* index of X-Amz-Date in cli_request's headers */
 
 struct cli_request {
 	struct kc_http_header headers[8];
 	struct kc_sigv4_request req;
 };
 
-/* The request as kmsd receives it; authorization NULL leaves that header out. */
+/*
+ * The request as botocore signs it (authorization NULL) or as kmsd
+ * receives it (with Content-Length and the Authorization header).
+ */
 static void cli_request(struct cli_request *r, const char *authorization)
 {
 	static const struct kc_http_header base[] = {
@@ -635,15 +640,16 @@ static void cli_request(struct cli_request *r, const char *authorization)
 		{ "Content-Type", "application/x-amz-json-1.1" },
 		{ "User-Agent", "aws-cli/2.15.0 Python/3.11.6 Linux/6.1 exe/x86_64.debian.12 "
 				"prompt/off command/kms.encrypt" },
-		{ "Content-Length", "49" },
-		{ "X-Amz-Date", CLI_DATE },
 		{ "X-Amz-Security-Token", CLI_TOKEN },
+		{ "X-Amz-Date", CLI_DATE },
 	};
 	size_t n = sizeof(base) / sizeof(base[0]);
 
 	memcpy(r->headers, base, sizeof(base));
-	if (authorization)
+	if (authorization) {
+		r->headers[n++] = (struct kc_http_header){ "Content-Length", "49" };
 		r->headers[n++] = (struct kc_http_header){ "Authorization", authorization };
+	}
 	r->req = (struct kc_sigv4_request){
 		.method = "POST", .path = "/", .query = "", .headers = r->headers,
 		.header_count = n, .body = (const uint8_t *)CLI_BODY, .body_len = strlen(CLI_BODY),
@@ -757,13 +763,14 @@ static void test_scope_and_dates(void)
 	}
 	/* no date at all, then a malformed one */
 	cli_request(&r, CLI_AUTHORIZATION);
-	r.headers[5].name = "X-Not-A-Date";
+	r.headers[CLI_DATE_HEADER].name = "X-Not-A-Date";
 	CHECK_FAIL(kc_sigv4_verify(&r.req, &p, NULL, &err), KC_INCOMPLETE_SIGNATURE,
 			"requires existence of either a 'X-Amz-Date' or a 'Date' header", err);
-	r.headers[5] = (struct kc_http_header){ "X-Amz-Date", "2024-05-17T09:30:15Z" };
+	r.headers[CLI_DATE_HEADER].name = "X-Amz-Date";
+	r.headers[CLI_DATE_HEADER].value = "2024-05-17T09:30:15Z";
 	CHECK_FAIL(kc_sigv4_verify(&r.req, &p, NULL, &err), KC_INCOMPLETE_SIGNATURE,
 			"Date must be in ISO-8601 'basic format'", err);
-	r.headers[5] = (struct kc_http_header){ "X-Amz-Date", "20240230T093015Z" };
+	r.headers[CLI_DATE_HEADER].value = "20240230T093015Z";
 	CHECK_FAIL(kc_sigv4_verify(&r.req, &p, NULL, &err), KC_INCOMPLETE_SIGNATURE,
 			"Date must be in ISO-8601 'basic format'", err);
 }
@@ -867,6 +874,36 @@ static void test_sign_refuses(void)
 	req.header_count = 2;
 	CHECK_FAIL(kc_sigv4_sign(&req, &sp, &authorization, &err), KC_VALIDATION, "YYYYMMDD", err);
 	CHECK(authorization == NULL);
+}
+
+/* STS session tokens run to kilobytes; the caller may have set the header already. */
+static void test_long_session_token(void)
+{
+	char token[2001];
+	struct kc_http_header headers[4] = {
+		{ "Host", "kmsd.local:8443" },
+		{ "X-Amz-Security-Token", token },
+		{ "X-Amz-Date", CLI_DATE },
+	};
+	struct kc_sigv4_request req = {
+		.method = "POST", .path = "/", .headers = headers, .header_count = 3,
+	};
+	struct kc_sigv4_sign_params sp = {
+		.access_key_id = CLI_AKID, .secret_access_key = CLI_SECRET, .session_token = token,
+		.region = "eu-west-1", .service = "kms", .amz_date = CLI_DATE,
+	};
+	struct kc_sigv4_verify_params p = cli_params(NULL);
+	char *authorization = NULL;
+	struct kc_error err = { 0 };
+
+	memset(token, 'T', sizeof(token) - 1);
+	token[sizeof(token) - 1] = '\0';
+	CHECK_OK(kc_sigv4_sign(&req, &sp, &authorization, &err), err);
+	CHECK(authorization && strstr(authorization, "SignedHeaders=host;x-amz-date;"
+			"x-amz-security-token, "));
+	headers[req.header_count++] = (struct kc_http_header){ "Authorization", authorization };
+	CHECK_OK(kc_sigv4_verify(&req, &p, NULL, &err), err);
+	free(authorization);
 }
 
 /* ---- the key cache -------------------------------------------------------------------- */
@@ -975,6 +1012,7 @@ int main(int argc, char **argv)
 	test_http_date();
 	test_content_sha256();
 	test_sign_refuses();
+	test_long_session_token();
 	test_cache_secret_change();
 	test_throughput();
 	if (failures) {
