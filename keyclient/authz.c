@@ -15,7 +15,9 @@
  * Denials carry AWS's message shape.
  */
 #include "local_internal.h"
+#include "policy.h"
 
+#include <ctype.h>
 #include <string.h>
 
 static int starts_with(const char *s, const char *prefix)
@@ -63,4 +65,50 @@ enum kc_status kc_authorize(struct kc_local *local, const char *key_id, const ch
 	if (rc != KC_OK)
 		return rc;
 	return listed ? KC_OK : deny(local, principal, key_id, action, err);
+}
+
+/* IAM wildcards: '*' any run, '?' one character, case-insensitive. */
+static int pattern_match(const char *pattern, const char *text)
+{
+	if (*pattern == '\0')
+		return *text == '\0';
+	if (*pattern == '*')
+		return pattern_match(pattern + 1, text) || (*text && pattern_match(pattern, text + 1));
+	if (*text && (*pattern == '?' || tolower((unsigned char)*pattern) == tolower((unsigned char)*text)))
+		return pattern_match(pattern + 1, text + 1);
+	return 0;
+}
+
+static int identity_allows(const struct kc_caller *caller, const char *action)
+{
+	for (const char *const *p = caller->identity_allow; p && *p; p++)
+		if (pattern_match(*p, action))
+			return 1;
+	return 0;
+}
+
+enum kc_status kc_authorize_request(struct kc_local *local, const struct kc_store_key *key,
+		const char *action, const struct kc_context *ctx, const struct kc_caller *caller,
+		struct kc_error *err)
+{
+	const char *principal = caller ? caller->principal : NULL;
+
+	(void)ctx;
+	if (!local->account_mode)
+		return kc_authorize(local, key ? key->key_id : NULL, action, caller, err);
+	if (!principal || !*principal)
+		return deny(local, "(unsigned request)", key ? key->key_id : NULL, action, err);
+	/* Until key policies are evaluated: the default policy, so the identity policy decides. */
+	if (identity_allows(caller, action))
+		return KC_OK;
+	return deny(local, principal, key ? key->key_id : NULL, action, err);
+}
+
+enum kc_status kc_policy_check(const char *text, struct kc_error *err)
+{
+	struct kc_policy *policy = NULL;
+	enum kc_status rc = kc_policy_parse(text, &policy, err);
+
+	kc_policy_free(policy);
+	return rc;
 }

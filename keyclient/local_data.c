@@ -24,18 +24,18 @@ static void set_arn(const struct kc_local *local, char arn_out[KC_ARN_MAX], cons
 }
 
 /*
- * The checks and set-up both directions share: the caller may do action on
- * key, the key is enabled, the context is serialized (the AAD), and a
+ * The set-up both directions share once the caller is authorized: the key
+ * is enabled and symmetric, the context is serialized (the AAD), and a
  * secure buffer waits for the key material.
  */
-static enum kc_status admit(struct kc_local *local, const struct kc_store_key *key,
-		const char *action, const struct kc_caller *caller, const struct kc_context *ctx,
+static enum kc_status admit(const struct kc_store_key *key, const struct kc_context *ctx,
 		uint8_t **context, size_t *context_len, uint8_t **material, struct kc_error *err)
 {
-	enum kc_status rc = kc_authorize(local, key->key_id, action, caller, err);
+	enum kc_status rc = kc_local_require_enabled(key, err);
 
-	if (rc == KC_OK)
-		rc = kc_local_require_enabled(key, err);
+	if (rc == KC_OK && strcmp(key->key_spec, "SYMMETRIC_DEFAULT") != 0)
+		rc = kc_fail(err, KC_INVALID_KEY_USAGE, "key %s is asymmetric (%s): not valid for "
+				"symmetric encryption", key->key_id, key->key_spec);
 	if (rc == KC_OK)
 		rc = kc_context_serialize(ctx, context, context_len, err);
 	if (rc != KC_OK)
@@ -46,29 +46,22 @@ static enum kc_status admit(struct kc_local *local, const struct kc_store_key *k
 	return KC_OK;
 }
 
-/* Seal plaintext under key_ref's newest material. */
-static enum kc_status wrap(struct kc_local *local, const char *key_ref, const char *action,
-		const struct kc_context *ctx, const struct kc_caller *caller,
-		const uint8_t *plaintext, size_t plaintext_len,
-		uint8_t **blob, size_t *blob_len, char key_arn_out[KC_ARN_MAX], struct kc_error *err)
+enum kc_status kc_local_seal_for_key(struct kc_local *local, const struct kc_store_key *key,
+		const struct kc_context *ctx, const uint8_t *plaintext, size_t plaintext_len,
+		uint8_t **blob, size_t *blob_len, struct kc_error *err)
 {
-	struct kc_store_key key;
 	struct kc_blob_header hdr;
 	uint8_t *context = NULL, *material = NULL;
 	size_t context_len = 0;
 	enum kc_status rc;
 
-	rc = kc_local_find_key(local, key_ref, &key, err);
-	if (rc != KC_OK)
-		goto out;
-	set_arn(local, key_arn_out, key.key_id);
-	rc = admit(local, &key, action, caller, ctx, &context, &context_len, &material, err);
+	rc = admit(key, ctx, &context, &context_len, &material, err);
 	if (rc != KC_OK)
 		goto out;
 	memset(&hdr, 0, sizeof hdr);
 	memcpy(hdr.store_id, local->store_id, KC_STORE_ID_LEN);
-	kc_uuid_parse(key.key_id, hdr.key_id);
-	rc = kc_local_material(local, key.key_id, 0, material, &hdr.material_version, err);
+	kc_uuid_parse(key->key_id, hdr.key_id);
+	rc = kc_local_material(local, key->key_id, 0, material, &hdr.material_version, err);
 	if (rc == KC_OK)
 		rc = kc_blob_seal(material, &hdr, context, context_len, plaintext, plaintext_len,
 				blob, blob_len, err);
@@ -78,8 +71,27 @@ out:
 	return rc;
 }
 
+/* Seal plaintext under key_ref's newest material. */
+static enum kc_status wrap(struct kc_local *local, const char *key_ref, const char *action,
+		const struct kc_context *ctx, const struct kc_caller *caller,
+		const uint8_t *plaintext, size_t plaintext_len,
+		uint8_t **blob, size_t *blob_len, char key_arn_out[KC_ARN_MAX], struct kc_error *err)
+{
+	struct kc_store_key key;
+	enum kc_status rc;
+
+	rc = kc_local_find_key(local, key_ref, &key, err);
+	if (rc != KC_OK)
+		return rc;
+	set_arn(local, key_arn_out, key.key_id);
+	rc = kc_authorize_request(local, &key, action, ctx, caller, err);
+	if (rc != KC_OK)
+		return rc;
+	return kc_local_seal_for_key(local, &key, ctx, plaintext, plaintext_len, blob, blob_len, err);
+}
+
 /* Header checks that need the store: this store's blob, of a key it holds. */
-static enum kc_status blob_key(struct kc_local *local, const uint8_t *blob, size_t blob_len,
+enum kc_status kc_local_blob_key(struct kc_local *local, const uint8_t *blob, size_t blob_len,
 		struct kc_blob_header *hdr, struct kc_store_key *key, struct kc_error *err)
 {
 	char key_id[KC_KEY_ID_LEN + 1];
@@ -111,7 +123,7 @@ static int names_key(const struct kc_local *local, const char *ref, const char *
 }
 
 /* The blob's key must be the one the caller named, if it named one. */
-static enum kc_status check_expected_key(struct kc_local *local, const char *expected_ref,
+enum kc_status kc_local_check_expected_key(struct kc_local *local, const char *expected_ref,
 		const struct kc_store_key *blob_key_row, struct kc_error *err)
 {
 	struct kc_store_key expected;
@@ -132,6 +144,32 @@ static enum kc_status check_expected_key(struct kc_local *local, const char *exp
 	return KC_OK;
 }
 
+enum kc_status kc_local_open_for_key(struct kc_local *local, const struct kc_store_key *key,
+		const struct kc_blob_header *hdr, const uint8_t *blob, size_t blob_len,
+		const struct kc_context *ctx, uint8_t *plaintext, size_t plaintext_cap,
+		size_t *plaintext_len, struct kc_error *err)
+{
+	uint8_t *context = NULL, *material = NULL;
+	size_t context_len = 0;
+	enum kc_status rc;
+
+	*plaintext_len = 0;
+	rc = admit(key, ctx, &context, &context_len, &material, err);
+	if (rc != KC_OK)
+		goto out;
+	rc = kc_local_material(local, key->key_id, hdr->material_version, material, NULL, err);
+	if (rc == KC_NOT_FOUND)
+		rc = kc_fail(err, KC_INVALID_CIPHERTEXT, "ciphertext blob: key %s has no material version %u",
+				key->key_id, hdr->material_version);
+	if (rc == KC_OK)
+		rc = kc_blob_open(material, blob, blob_len, context, context_len,
+				plaintext, plaintext_cap, plaintext_len, err);
+out:
+	kmsfs_secure_free(material);
+	free(context);
+	return rc;
+}
+
 /* Open a blob of this store; plaintext must be secure memory of plaintext_cap bytes. */
 static enum kc_status unwrap(struct kc_local *local, const char *expected_ref, const char *action,
 		const uint8_t *blob, size_t blob_len, const struct kc_context *ctx,
@@ -140,31 +178,20 @@ static enum kc_status unwrap(struct kc_local *local, const char *expected_ref, c
 {
 	struct kc_blob_header hdr;
 	struct kc_store_key key;
-	uint8_t *context = NULL, *material = NULL;
-	size_t context_len = 0;
 	enum kc_status rc;
 
 	*plaintext_len = 0;
-	rc = blob_key(local, blob, blob_len, &hdr, &key, err);
+	rc = kc_local_blob_key(local, blob, blob_len, &hdr, &key, err);
 	if (rc == KC_OK)
-		rc = check_expected_key(local, expected_ref, &key, err);
+		rc = kc_local_check_expected_key(local, expected_ref, &key, err);
 	if (rc != KC_OK)
-		goto out;
+		return rc;
 	set_arn(local, key_arn_out, key.key_id);
-	rc = admit(local, &key, action, caller, ctx, &context, &context_len, &material, err);
+	rc = kc_authorize_request(local, &key, action, ctx, caller, err);
 	if (rc != KC_OK)
-		goto out;
-	rc = kc_local_material(local, key.key_id, hdr.material_version, material, NULL, err);
-	if (rc == KC_NOT_FOUND)
-		rc = kc_fail(err, KC_INVALID_CIPHERTEXT, "ciphertext blob: key %s has no material version %u",
-				key.key_id, hdr.material_version);
-	if (rc == KC_OK)
-		rc = kc_blob_open(material, blob, blob_len, context, context_len,
-				plaintext, plaintext_cap, plaintext_len, err);
-out:
-	kmsfs_secure_free(material);
-	free(context);
-	return rc;
+		return rc;
+	return kc_local_open_for_key(local, &key, &hdr, blob, blob_len, ctx, plaintext,
+			plaintext_cap, plaintext_len, err);
 }
 
 static void clear_outputs(uint8_t **blob, size_t *blob_len, char arn_out[KC_ARN_MAX])

@@ -32,7 +32,8 @@ struct kc_local;
 #define KC_ALIAS_PREFIX "alias/"
 #define KC_ALIAS_RESERVED_PREFIX "alias/aws/"
 #define KC_ALIAS_MAX 256            /* longest alias name, "alias/" included */
-#define KC_DESCRIPTION_MAX 255      /* fits kc_key_info.description */
+#define KC_DESCRIPTION_MAX 255      /* fits kc_key_info.description (the CLI's keys) */
+#define KC_API_DESCRIPTION_MAX 8192 /* the KMS API's limit */
 #define KC_PRINCIPAL_MAX 127        /* fits kc_key_info.principals[] */
 #define KC_STORE_DB_NAME "keystore.db"
 
@@ -151,7 +152,7 @@ struct kc_store_meta {
 
 struct kc_store_key {
 	char key_id[KC_KEY_ID_LEN + 1];
-	char description[KC_DESCRIPTION_MAX + 1];
+	char description[KC_API_DESCRIPTION_MAX + 1];
 	enum kc_key_state state;
 	int64_t created;
 	uint32_t material_versions;
@@ -235,6 +236,11 @@ enum kc_status kc_store_set_alias(struct kc_store *store, const char *alias_name
 		const char *key_id, struct kc_error *err);
 enum kc_status kc_store_key_aliases(struct kc_store *store, const char *key_id,
 		char (*names)[256], size_t max, size_t *count, struct kc_error *err);
+
+/* Nested transaction (holds the store lock until the matching end). */
+enum kc_status kc_store_txn_begin(struct kc_store *store, struct kc_error *err);
+/* Ends one level: the outermost commits unless any level's rc failed. Returns rc (or the commit's error). */
+enum kc_status kc_store_txn_end(struct kc_store *store, enum kc_status rc, struct kc_error *err);
 
 /* ---- store_keyattrs.c: what schema 2 added to keys ---------------------------------- */
 
@@ -336,6 +342,24 @@ enum kc_status kc_local_material(struct kc_local *local, const char *key_id,
 		uint32_t version, uint8_t material[KC_KEY_LEN], uint32_t *version_out,
 		struct kc_error *err);
 
+/*
+ * local_data.c: the data-key core both ways in share (the vtable and the
+ * KMS API), for a key already found and the caller already authorized.
+ */
+enum kc_status kc_local_seal_for_key(struct kc_local *local, const struct kc_store_key *key,
+		const struct kc_context *ctx, const uint8_t *plaintext, size_t plaintext_len,
+		uint8_t **blob, size_t *blob_len, struct kc_error *err);
+/* The blob's header, checked to be this store's, and its key's row. */
+enum kc_status kc_local_blob_key(struct kc_local *local, const uint8_t *blob, size_t blob_len,
+		struct kc_blob_header *hdr, struct kc_store_key *key, struct kc_error *err);
+/* KC_INCORRECT_KEY unless expected_ref (may be NULL: anything goes) names key. */
+enum kc_status kc_local_check_expected_key(struct kc_local *local, const char *expected_ref,
+		const struct kc_store_key *key, struct kc_error *err);
+enum kc_status kc_local_open_for_key(struct kc_local *local, const struct kc_store_key *key,
+		const struct kc_blob_header *hdr, const uint8_t *blob, size_t blob_len,
+		const struct kc_context *ctx, uint8_t *plaintext, size_t plaintext_cap,
+		size_t *plaintext_len, struct kc_error *err);
+
 /* local_data.c / local_keys.c: the ops vtable entries. */
 enum kc_status kc_local_generate_data_key(struct keyclient *kc, const char *key_id,
 		const struct kc_context *ctx, const struct kc_caller *caller,
@@ -380,5 +404,20 @@ enum kc_status kc_local_set_key_principal(struct keyclient *kc, const char *key_
  */
 enum kc_status kc_authorize(struct kc_local *local, const char *key_id, const char *action,
 		const struct kc_caller *caller, struct kc_error *err);
+/*
+ * The decision for a KMS API request: key (NULL for account-level actions
+ * like kms:CreateKey) and the request's encryption context (may be NULL)
+ * for policy conditions and grant constraints. An engine without an
+ * account uses kc_authorize's rule; one with an account evaluates the
+ * key policy, the key's grants and the caller's identity policy: an
+ * explicit Deny wins, then an Allow naming the caller, then an Allow of
+ * the account (the default policy) combined with the identity policy,
+ * then a grant.
+ */
+/* MalformedPolicyDocumentException unless text is a key policy this engine evaluates. */
+enum kc_status kc_policy_check(const char *text, struct kc_error *err);
+enum kc_status kc_authorize_request(struct kc_local *local, const struct kc_store_key *key,
+		const char *action, const struct kc_context *ctx, const struct kc_caller *caller,
+		struct kc_error *err);
 
 #endif /* KMSFS_KEYCLIENT_LOCAL_INTERNAL_H */

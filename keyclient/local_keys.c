@@ -50,7 +50,7 @@ static enum kc_status fill_info(struct kc_local *local, const struct kc_store_ke
 	memset(info, 0, sizeof *info);
 	snprintf(info->key_id, sizeof info->key_id, "%s", key->key_id);
 	kc_local_key_arn(local, key->key_id, info->arn);
-	snprintf(info->description, sizeof info->description, "%s", key->description);
+	snprintf(info->description, sizeof info->description, "%.255s", key->description);
 	info->state = key->state;
 	info->creation_date = key->created;
 	info->material_versions = key->material_versions;

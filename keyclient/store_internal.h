@@ -52,11 +52,6 @@ enum kc_status kc_store_exec(struct kc_store *store, const char *sql, const char
 		struct kc_error *err);
 enum kc_status kc_store_db_fail(struct kc_store *store, struct kc_error *err, const char *what);
 
-/* Nested transaction (holds the store lock until the matching end). */
-enum kc_status kc_store_txn_begin(struct kc_store *store, struct kc_error *err);
-/* Ends one level: the outermost commits unless any level's rc failed. Returns rc (or the commit's error). */
-enum kc_status kc_store_txn_end(struct kc_store *store, enum kc_status rc, struct kc_error *err);
-
 /*
  * Copy column col of the current row (TEXT) into out, "" when NULL.
  */
