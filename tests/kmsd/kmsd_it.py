@@ -27,7 +27,8 @@ START_TIMEOUT = 60      # seconds; ASan builds start slowly
 STOP_TIMEOUT = 60
 SANITIZER_PATTERNS = re.compile(
     r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|WARNING: ThreadSanitizer|"
-    r"AddressSanitizer:DEADLYSIGNAL|SUMMARY: (Address|Leak|UndefinedBehavior)Sanitizer")
+    r"AddressSanitizer:DEADLYSIGNAL|SUMMARY: (Address|Leak|UndefinedBehavior)Sanitizer|"
+    r"LeakSanitizer has encountered a fatal error")
 LISTENING = re.compile(r"kmsd: listening on (\S+):(\d+)")
 
 
@@ -68,7 +69,7 @@ class Kmsd:
     """
 
     def __init__(self, binary, workdir, users=None, extra=None, env=None, verbose=True,
-                 listen="127.0.0.1:0", config_mode=0o600):
+                 listen="127.0.0.1:0", config_mode=0o600, root_key="passphrase-file:./kmsd.pass"):
         self.binary = binary
         self.dir = workdir
         os.makedirs(workdir, exist_ok=True)
@@ -84,6 +85,7 @@ class Kmsd:
         self.host = None
         self.port = None
         self._stderr = None
+        self.root_key = root_key
         self.write_config(listen=listen, extra=extra, mode=config_mode)
         with open(self.passfile, "w") as f:
             f.write(PASSPHRASE + "\n")
@@ -96,9 +98,9 @@ class Kmsd:
                 "region = %s\n"
                 "account = %s\n"
                 "data_dir = ./data            ; relative to this file\n"
-                "root_key = passphrase-file:./kmsd.pass\n"
+                "root_key = %s\n"
                 "audit_dir = ./audit\n"
-                "threads = 2\n" % (listen, REGION, ACCOUNT))
+                "threads = 2\n" % (listen, REGION, ACCOUNT, self.root_key))
         if extra:
             text += extra.rstrip("\n") + "\n"
         text += "\n" + "\n".join(u.config_section() for u in self.users.values())

@@ -347,11 +347,40 @@ static int kmsd_key_bit(const char *name)
 	return 0;
 }
 
+/* The numeric [kmsd] settings, each with its range. */
+static int kmsd_number_key(struct parse_state *st, int bit, const char *name, const char *value)
+{
+	struct kmsd_config *cfg = st->cfg;
+	unsigned long number;
+
+	switch (bit) {
+	case K_THREADS:
+		if (!set_number(st, name, value, 1, 256, &number))
+			return 0;
+		cfg->threads = (unsigned)number;
+		return 1;
+	case K_MAX_BODY:
+		if (!set_number(st, name, value, 1024, 16u << 20, &number))
+			return 0;
+		cfg->max_body = number;
+		return 1;
+	case K_TIMEOUT:
+		if (!set_number(st, name, value, 1, 3600, &number))
+			return 0;
+		cfg->connection_timeout = (unsigned)number;
+		return 1;
+	default:   /* K_MAX_CONN */
+		if (!set_number(st, name, value, 1, 65536, &number))
+			return 0;
+		cfg->max_connections = (unsigned)number;
+		return 1;
+	}
+}
+
 static int kmsd_key(struct parse_state *st, const char *name, const char *value)
 {
 	struct kmsd_config *cfg = st->cfg;
 	char why[160];
-	unsigned long number;
 	int bit = kmsd_key_bit(name);
 
 	if (!bit)
@@ -381,32 +410,13 @@ static int kmsd_key(struct parse_state *st, const char *name, const char *value)
 	case K_TLS_KEY: return set_path(st, &cfg->tls_key, value);
 	case K_PKCS11_MODULE: return set_path(st, &cfg->pkcs11_module, value);
 	case K_ROOT_KEY: return set_root_key(st, value);
-	case K_THREADS:
-		if (!set_number(st, name, value, 1, 256, &number))
-			return 0;
-		cfg->threads = (unsigned)number;
-		return 1;
-	case K_MAX_BODY:
-		if (!set_number(st, name, value, 1024, 16u << 20, &number))
-			return 0;
-		cfg->max_body = number;
-		return 1;
-	case K_TIMEOUT:
-		if (!set_number(st, name, value, 1, 3600, &number))
-			return 0;
-		cfg->connection_timeout = (unsigned)number;
-		return 1;
-	case K_MAX_CONN:
-		if (!set_number(st, name, value, 1, 65536, &number))
-			return 0;
-		cfg->max_connections = (unsigned)number;
-		return 1;
 	case K_CREATE:
 		if (parse_bool(value, &cfg->create_store) != 0)
 			return parse_fail(st, "create_store = %s: expected yes or no", value);
 		return 1;
+	default:
+		return kmsd_number_key(st, bit, name, value);
 	}
-	return parse_fail(st, "unknown key \"%s\" in [kmsd]", name);
 }
 
 /* ---- [user NAME] ----------------------------------------------------------------------- */

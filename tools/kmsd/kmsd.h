@@ -181,7 +181,6 @@ struct kmsd_http_request {
 	size_t body_len;
 	int body_too_large;
 	char source_ip[64];
-	int tls;
 };
 
 /* What request.c hands back: the reply to send. */

@@ -107,40 +107,47 @@ static int parse_options(int argc, char **argv, struct options *opts)
 
 /* ---- the key engine ------------------------------------------------------------------ */
 
+/* The passphrase file's text in locked memory, less one trailing newline. */
+static char *read_passphrase(const char *path, size_t *len)
+{
+	char err[KMSD_ERR_MAX];
+	char *passphrase = kmsd_read_secret_file(path, "passphrase file", PASSPHRASE_FILE_MAX,
+						 len, err);
+
+	if (!passphrase) {
+		die("%s", err);
+		return NULL;
+	}
+	if (*len && passphrase[*len - 1] == '\n')
+		passphrase[--*len] = '\0';
+	if (*len && passphrase[*len - 1] == '\r')
+		passphrase[--*len] = '\0';
+	return passphrase;
+}
+
 static int open_engine(struct kmsd *kmsd)
 {
 	const struct kmsd_config *cfg = kmsd->config;
 	struct kc_local_options opts = {
 		.dir = cfg->data_dir, .create = cfg->create_store, .region = cfg->region,
 		.account = cfg->account, .pkcs11_module = cfg->pkcs11_module,
+		.keyfile = cfg->root_kind == KMSD_ROOT_KEYFILE ? cfg->root_path : NULL,
+		.pkcs11_uri = cfg->root_kind == KMSD_ROOT_PKCS11 ? cfg->pkcs11_uri : NULL,
 	};
 	struct kc_error err = { 0 };
-	char read_err[KMSD_ERR_MAX];
 	char *passphrase = NULL;
 	size_t len = 0;
 	int existed = kc_keystore_exists(cfg->data_dir), rc = 1;
-	enum kc_status status;
 
 	if (!existed && !cfg->create_store)
 		return die("data_dir %s has no key store and create_store = no", cfg->data_dir);
 	if (cfg->root_kind == KMSD_ROOT_PASSPHRASE_FILE) {
-		passphrase = kmsd_read_secret_file(cfg->root_path, "passphrase file",
-						   PASSPHRASE_FILE_MAX, &len, read_err);
+		passphrase = read_passphrase(cfg->root_path, &len);
 		if (!passphrase)
-			return die("%s", read_err);
-		/* One trailing newline is the file's, not the passphrase's. */
-		if (len && passphrase[len - 1] == '\n')
-			passphrase[--len] = '\0';
-		if (len && passphrase[len - 1] == '\r')
-			passphrase[--len] = '\0';
+			return 1;
 		opts.passphrase = passphrase;
-	} else if (cfg->root_kind == KMSD_ROOT_KEYFILE) {
-		opts.keyfile = cfg->root_path;
-	} else {
-		opts.pkcs11_uri = cfg->pkcs11_uri;
 	}
-	status = kc_local_open_opts(&opts, &kmsd->kc, &err);
-	if (status != KC_OK) {
+	if (kc_local_open_opts(&opts, &kmsd->kc, &err) != KC_OK) {
 		die("cannot open the key store in %s: %s (%s)", cfg->data_dir, err.message,
 		    err.type);
 		goto out;
@@ -317,6 +324,9 @@ static int run(const struct options *opts, const sigset_t *stop_signals)
 		rc = check_config(&cfg);
 		goto out;
 	}
+	fprintf(stderr, "kmsd %s: starting with %s (%zu users, key store %s, audit trail %s, "
+		"%u threads, max_body %zu)\n", KMSD_VERSION, cfg.path, cfg.user_count, cfg.data_dir,
+		cfg.audit_dir, cfg.threads, cfg.max_body);
 	kmsd.audit = kmsd_audit_open(cfg.audit_dir, cfg.region, cfg.account, err);
 	if (!kmsd.audit) {
 		die("%s", err);

@@ -109,8 +109,13 @@ static void client_address(struct MHD_Connection *connection, char *out, size_t 
 		return;
 	addr_len = addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
 					      : sizeof(struct sockaddr_in6);
-	if (getnameinfo(addr, addr_len, out, (socklen_t)len, NULL, 0, NI_NUMERICHOST) != 0)
+	if (getnameinfo(addr, addr_len, out, (socklen_t)len, NULL, 0, NI_NUMERICHOST) != 0) {
 		snprintf(out, len, "unknown");
+		return;
+	}
+	/* An IPv4 client of a dual-stack listener: log 192.0.2.1, not ::ffff:192.0.2.1. */
+	if (!strncmp(out, "::ffff:", 7) && strchr(out, '.'))
+		memmove(out, out + 7, strlen(out + 7) + 1);
 }
 
 /* Hand the complete (or rejected) request to request.c and queue its reply. */
@@ -120,7 +125,6 @@ static enum MHD_Result answer(struct kmsd *kmsd, struct MHD_Connection *connecti
 	struct kmsd_http_request req = {
 		.received = p->received, .started = p->started, .method = method, .path = url,
 		.body = p->body, .body_len = p->body_len, .body_too_large = p->body_too_large,
-		.tls = kmsd->config->tls_cert != NULL,
 	};
 	struct kmsd_reply reply = { 0 };
 	int query_args;
