@@ -117,6 +117,11 @@ def test_one_record_per_request(kmsd_factory):
         for form in (secret, base64.b64encode(secret), secret.hex().encode()):
             assert form.decode("latin-1") not in text, "plaintext found in the audit trail"
     assert marker not in text
+    # nor in kmsd's own log (it runs with --verbose: a line per request)
+    log = server.stderr()
+    assert marker not in log and base64.b64encode(dk["Plaintext"]).decode() not in log
+    for user in server.users.values():
+        assert user.secret_access_key not in log and user.secret_access_key not in text
 
 
 def check_record_shape(rec):

@@ -139,6 +139,28 @@ def test_missing_config_file(kmsd_binary, tmp_path):
     assert proc.returncode == 1 and "nope.conf" in proc.stderr
 
 
+def test_max_body_setting(kmsd_factory):
+    server = kmsd_factory(extra="max_body = 2048")
+    r = server.post("CreateKey", {"Description": "d" * 3000})
+    assert r.status == 413 and "2048" in r.json["message"]
+    r = server.post("CreateKey", {"Description": "d" * 100})
+    assert r.status == 200, r
+
+
+def test_idle_connections_time_out(kmsd_factory):
+    import socket
+    import time
+    server = kmsd_factory(extra="connection_timeout = 1")
+    s = socket.create_connection((server.host, server.port), timeout=10)
+    try:
+        time.sleep(3)
+        assert s.recv(1) == b"", "an idle connection must be closed after connection_timeout"
+    except ConnectionResetError:
+        pass
+    finally:
+        s.close()
+
+
 def test_sigterm_and_sigint_stop_cleanly(kmsd_factory):
     for sig in (signal.SIGTERM, signal.SIGINT):
         server = kmsd_factory()
