@@ -2,27 +2,24 @@
  * local.c - the local engine: unlocking a key store and the pieces every
  * operation shares (key lookup, state check, key material).
  *
- * The root key is Argon2id(passphrase, the store's salt) and stays in
- * libsodium secure memory for the life of the keyclient; it only ever
- * unseals key material, which is itself unsealed per operation into
- * secure memory and freed (wiped) right after. A fresh store gets a
- * random store id and salt and records the creating uid as its owner.
+ * The root key comes from a passphrase, a key file or a PKCS#11 token
+ * (rootkey.c says how) and stays in libsodium secure memory for the life
+ * of the keyclient; it only ever unseals key material, which is itself
+ * unsealed per operation into secure memory and freed (wiped) right
+ * after. A fresh store gets a random store id and salt, records the
+ * creating uid as its owner and seals a verifier under the root key,
+ * which is what proves the root key right when the store is opened.
  * The operations themselves live in local_data.c and local_keys.c.
  */
 #include "crypto.h"
 #include "local_internal.h"
 
-#include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <sodium.h>
-
-/* Stored parameters above this are refused (a tampered store could ask for terabytes). */
-#define KC_MEMLIMIT_CEILING (UINT64_C(4) << 30)
 
 /* What the verifier seals: the root key is right if this comes back. */
 static const uint8_t verifier_plain[KC_VERIFIER_PLAIN_LEN] = "kmsfs key store root key check";
@@ -50,54 +47,6 @@ void kc_local_principal(uid_t uid, char *out, size_t out_len)
 	snprintf(out, out_len, "uid:%ju", (uintmax_t)uid);
 }
 
-/* ---- Argon2id parameters ------------------------------------------------------------ */
-
-/* KMSFS_ARGON2_OPSLIMIT / _MEMLIMIT override the defaults for new stores (tests). */
-static enum kc_status env_limit(const char *name, uint64_t fallback, uint64_t min, uint64_t max,
-		uint64_t *value, struct kc_error *err)
-{
-	const char *text = getenv(name);
-	char *end = NULL;
-	unsigned long long parsed;
-
-	*value = fallback;
-	if (!text || !*text)
-		return KC_OK;
-	errno = 0;
-	parsed = strtoull(text, &end, 10);
-	if (errno || *end || parsed < min || parsed > max)
-		return kc_fail(err, KC_VALIDATION, "%s=%.32s: not a number between %" PRIu64 " and %" PRIu64,
-				name, text, min, max);
-	*value = parsed;
-	return KC_OK;
-}
-
-static enum kc_status default_limits(struct kc_store_meta *meta, struct kc_error *err)
-{
-	enum kc_status rc;
-
-	rc = env_limit("KMSFS_ARGON2_OPSLIMIT", crypto_pwhash_OPSLIMIT_INTERACTIVE,
-			crypto_pwhash_OPSLIMIT_MIN, crypto_pwhash_OPSLIMIT_MAX, &meta->opslimit, err);
-	if (rc == KC_OK)
-		rc = env_limit("KMSFS_ARGON2_MEMLIMIT", crypto_pwhash_MEMLIMIT_INTERACTIVE,
-				crypto_pwhash_MEMLIMIT_MIN, KC_MEMLIMIT_CEILING, &meta->memlimit, err);
-	return rc;
-}
-
-static enum kc_status derive_root_key(struct kc_local *local, const char *dir,
-		const char *passphrase, const struct kc_store_meta *meta, struct kc_error *err)
-{
-	if (meta->opslimit < crypto_pwhash_OPSLIMIT_MIN || meta->opslimit > crypto_pwhash_OPSLIMIT_MAX ||
-	    meta->memlimit < crypto_pwhash_MEMLIMIT_MIN || meta->memlimit > KC_MEMLIMIT_CEILING)
-		return kc_fail(err, KC_INTERNAL, "key store %s: Argon2id parameters out of range "
-				"(opslimit %" PRIu64 ", memlimit %" PRIu64 ")", dir, meta->opslimit, meta->memlimit);
-	if (crypto_pwhash(local->root_key, KC_KEY_LEN, passphrase, strlen(passphrase), meta->salt,
-			meta->opslimit, (size_t)meta->memlimit, crypto_pwhash_ALG_ARGON2ID13) != 0)
-		return kc_fail(err, KC_INTERNAL, "key store %s: Argon2id key derivation failed "
-				"(out of memory? memlimit %" PRIu64 " bytes)", dir, meta->memlimit);
-	return KC_OK;
-}
-
 /* ---- create / unlock ------------------------------------------------------------------ */
 
 static void adopt_meta(struct kc_local *local, const struct kc_store_meta *meta)
@@ -107,24 +56,24 @@ static void adopt_meta(struct kc_local *local, const struct kc_store_meta *meta)
 	kc_local_principal(meta->owner_uid, local->owner_principal, sizeof local->owner_principal);
 }
 
-static enum kc_status unlock_store(struct kc_local *local, const char *dir,
-		const char *passphrase, const struct kc_store_meta *meta, struct kc_error *err)
+static enum kc_status unlock_store(struct kc_local *local, const struct kc_local_options *opts,
+		const struct kc_store_meta *meta, struct kc_error *err)
 {
 	uint8_t *check = NULL;
 	enum kc_status rc;
 
-	rc = derive_root_key(local, dir, passphrase, meta, err);
+	rc = kc_root_key_unlock(opts, meta, local->root_key, err);
 	if (rc != KC_OK)
 		goto out;
 	check = kmsfs_secure_alloc(KC_VERIFIER_PLAIN_LEN);
 	if (!check) {
-		rc = kc_fail(err, KC_INTERNAL, "key store %s: out of secure memory", dir);
+		rc = kc_fail(err, KC_INTERNAL, "key store %s: out of secure memory", opts->dir);
 		goto out;
 	}
 	if (kc_unseal(local->root_key, meta->store_id, KC_STORE_ID_LEN, meta->verifier,
 			KC_VERIFIER_LEN, check) != 0 ||
 	    sodium_memcmp(check, verifier_plain, KC_VERIFIER_PLAIN_LEN) != 0) {
-		rc = kc_fail(err, KC_WRONG_PASSPHRASE, "key store %s: wrong passphrase (could not unlock)", dir);
+		rc = kc_root_key_wrong(opts, meta, err);
 		goto out;
 	}
 	adopt_meta(local, meta);
@@ -133,8 +82,8 @@ out:
 	return rc;
 }
 
-static enum kc_status init_store(struct kc_local *local, const char *dir,
-		const char *passphrase, struct kc_store_meta *meta, struct kc_error *err)
+static enum kc_status init_store(struct kc_local *local, const struct kc_local_options *opts,
+		struct kc_store_meta *meta, struct kc_error *err)
 {
 	enum kc_status rc;
 
@@ -142,9 +91,7 @@ static enum kc_status init_store(struct kc_local *local, const char *dir,
 	randombytes_buf(meta->store_id, KC_STORE_ID_LEN);
 	randombytes_buf(meta->salt, KC_SALT_LEN);
 	meta->owner_uid = getuid();
-	rc = default_limits(meta, err);
-	if (rc == KC_OK)
-		rc = derive_root_key(local, dir, passphrase, meta, err);
+	rc = kc_root_key_create(opts, meta, local->root_key, err);
 	if (rc != KC_OK)
 		return rc;
 	kc_seal(local->root_key, meta->store_id, KC_STORE_ID_LEN, verifier_plain,
@@ -153,7 +100,7 @@ static enum kc_status init_store(struct kc_local *local, const char *dir,
 	if (rc == KC_ALREADY_EXISTS) {   /* another process won the race: open theirs */
 		rc = kc_store_get_meta(local->store, meta, err);
 		if (rc == KC_OK)
-			return unlock_store(local, dir, passphrase, meta, err);
+			return unlock_store(local, opts, meta, err);
 		return rc;
 	}
 	if (rc == KC_OK)
@@ -161,23 +108,24 @@ static enum kc_status init_store(struct kc_local *local, const char *dir,
 	return rc;
 }
 
-static enum kc_status open_or_create(struct kc_local *local, const char *dir,
-		const char *passphrase, int create, struct kc_error *err)
+static enum kc_status open_or_create(struct kc_local *local, const struct kc_local_options *opts,
+		struct kc_error *err)
 {
 	struct kc_store_meta meta;
 	enum kc_status rc;
 
-	rc = kc_store_open(dir, create, &local->store, err);
+	rc = kc_store_open(opts->dir, opts->create, &local->store, err);
 	if (rc != KC_OK)
 		return rc;
 	rc = kc_store_get_meta(local->store, &meta, err);
-	if (rc == KC_NOT_FOUND && create)
-		return init_store(local, dir, passphrase, &meta, err);
+	if (rc == KC_NOT_FOUND && opts->create)
+		return init_store(local, opts, &meta, err);
 	if (rc == KC_NOT_FOUND)
-		return kc_fail(err, KC_NOT_FOUND, "key store %s: not initialised; create it with `kmsfs init`", dir);
+		return kc_fail(err, KC_NOT_FOUND, "key store %s: not initialised; create it with `kmsfs init`",
+				opts->dir);
 	if (rc != KC_OK)
 		return rc;
-	return unlock_store(local, dir, passphrase, &meta, err);
+	return unlock_store(local, opts, &meta, err);
 }
 
 static void free_local(struct kc_local *local)
@@ -244,11 +192,10 @@ enum kc_status kc_local_open_opts(const struct kc_local_options *opts,
 		struct keyclient **out, struct kc_error *err)
 {
 	const char *dir = opts ? opts->dir : NULL;
-	const char *passphrase = opts ? opts->passphrase : NULL;
 	struct kc_local *local = NULL;
 	struct keyclient *kc = NULL;
+	enum kc_root_source source;
 	enum kc_status rc = KC_OK;
-	int create = opts ? opts->create : 0;
 
 	if (out)
 		*out = NULL;
@@ -256,10 +203,9 @@ enum kc_status kc_local_open_opts(const struct kc_local_options *opts,
 		rc = kc_fail(err, KC_VALIDATION, "key store: directory missing");
 		goto out;
 	}
-	if (!passphrase || !*passphrase) {
-		rc = kc_fail(err, KC_VALIDATION, "key store %s: empty passphrase", dir);
+	rc = kc_root_source_pick(opts, &source, err);   /* refuse a bad config before any work */
+	if (rc != KC_OK)
 		goto out;
-	}
 	if (sodium_init() < 0) {
 		rc = kc_fail(err, KC_INTERNAL, "key store %s: libsodium initialisation failed", dir);
 		goto out;
@@ -275,7 +221,7 @@ enum kc_status kc_local_open_opts(const struct kc_local_options *opts,
 	rc = set_identity(local, opts, err);
 	if (rc != KC_OK)
 		goto out;
-	rc = open_or_create(local, dir, passphrase, create, err);
+	rc = open_or_create(local, opts, err);
 	if (rc != KC_OK)
 		goto out;
 	kc->ops = &local_ops;

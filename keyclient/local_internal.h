@@ -8,6 +8,8 @@
  *   seal.c     small secrets sealed under the root key (material, verifier)
  *   blob.c     the versioned ciphertext blob a data key travels in
  *   store.c    the SQLite key store (keystore.db)
+ *   rootkey.c  where the root key comes from: passphrase, key file, token
+ *   pkcs11.c   the PKCS#11 token that keeps a store's root key wrapped
  *   authz.c    the one authorization decision
  *   local*.c   the engine: unlock, data-key operations, key management
  *
@@ -135,6 +137,76 @@ enum kc_status kc_blob_open(const uint8_t material[KC_KEY_LEN],
 		uint8_t *plaintext, size_t plaintext_cap, size_t *plaintext_len,
 		struct kc_error *err);
 
+/* ---- rootkey.c / pkcs11.c: where a store's root key comes from ---------------------- */
+
+/* Recorded in the store's meta row as "passphrase", "keyfile" or "pkcs11". */
+enum kc_root_source { KC_ROOT_PASSPHRASE, KC_ROOT_KEYFILE, KC_ROOT_PKCS11 };
+
+/*
+ * A PKCS#11 store keeps its random root key encrypted by the token's AES
+ * key (AES-256-GCM in the token): u8 format (1) ‖ 12 IV ‖ ciphertext ‖
+ * 16 tag; AAD = the format byte ‖ store id.
+ */
+#define KC_WRAP_FORMAT 1
+#define KC_WRAP_IV_LEN 12
+#define KC_WRAPPED_ROOT_LEN (1 + KC_WRAP_IV_LEN + KC_KEY_LEN + KC_TAG_LEN)
+#define KC_PKCS11_DEFAULT_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+
+struct kc_store_meta;
+
+const char *kc_root_source_name(enum kc_root_source source);
+/* Inverse of kc_root_source_name: 0, or -1 for a name it does not know. */
+int kc_root_source_parse(const char *name, enum kc_root_source *source);
+/* The one source opts names; KC_VALIDATION when none, several, or an empty one. */
+enum kc_status kc_root_source_pick(const struct kc_local_options *opts,
+		enum kc_root_source *source, struct kc_error *err);
+/*
+ * A new store (meta holds its store id and salt): a root key from opts'
+ * source into root_key (secure memory), and what the store must keep to
+ * get it again (root_source, Argon2id limits or the wrapped root key).
+ */
+enum kc_status kc_root_key_create(const struct kc_local_options *opts,
+		struct kc_store_meta *meta, uint8_t root_key[KC_KEY_LEN], struct kc_error *err);
+/*
+ * An existing store: the root key from opts, which must name the source
+ * the store was made with (KC_VALIDATION saying which otherwise). Whether
+ * it is the right key is the verifier's to say: see kc_root_key_wrong.
+ */
+enum kc_status kc_root_key_unlock(const struct kc_local_options *opts,
+		const struct kc_store_meta *meta, uint8_t root_key[KC_KEY_LEN], struct kc_error *err);
+/* KC_WRONG_PASSPHRASE naming the source that gave a key the verifier refused. */
+enum kc_status kc_root_key_wrong(const struct kc_local_options *opts,
+		const struct kc_store_meta *meta, struct kc_error *err);
+/* HKDF-SHA256 (RFC 5869) with KC_KEY_LEN bytes of output. 0 or -1. */
+int kc_hkdf_sha256(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len,
+		const char *info, uint8_t out[KC_KEY_LEN]);
+
+/* An RFC 7512 URI taken apart; percent-escapes decoded. */
+#define KC_P11_LABEL_MAX 128
+struct kc_pkcs11_uri {
+	char token[33];                    /* token label ("" = any token) */
+	char serial[17], manufacturer[33], model[17];   /* more token filters ("" = any) */
+	char object[KC_P11_LABEL_MAX + 1]; /* the AES key's CKA_LABEL (required) */
+	char module_path[PATH_MAX];        /* "" = not given */
+	char pin_source[PATH_MAX];         /* a file whose first line is the PIN; "" = none */
+	char *pin;                         /* pin-value, secure memory; NULL = none */
+};
+/* KC_VALIDATION with the reason (never echoing a PIN). Free with kc_pkcs11_uri_free. */
+enum kc_status kc_pkcs11_uri_parse(const char *uri, struct kc_pkcs11_uri *out, struct kc_error *err);
+void kc_pkcs11_uri_free(struct kc_pkcs11_uri *uri);
+/*
+ * Encrypt root_key in the token opts->pkcs11_uri names, with its AES key
+ * (generated in the token, sensitive and not extractable, when the
+ * token has none by that label yet).
+ */
+enum kc_status kc_pkcs11_wrap_root(const struct kc_local_options *opts,
+		const uint8_t store_id[KC_STORE_ID_LEN], const uint8_t root_key[KC_KEY_LEN],
+		uint8_t wrapped[KC_WRAPPED_ROOT_LEN], struct kc_error *err);
+/* Inverse, in the token. A key that does not open it: KC_WRONG_PASSPHRASE. */
+enum kc_status kc_pkcs11_unwrap_root(const struct kc_local_options *opts,
+		const uint8_t store_id[KC_STORE_ID_LEN], const uint8_t wrapped[KC_WRAPPED_ROOT_LEN],
+		uint8_t root_key[KC_KEY_LEN], struct kc_error *err);
+
 /* ---- store.c: the SQLite key store ---------------------------------------------- */
 
 struct kc_store;
@@ -142,9 +214,11 @@ struct kc_store;
 struct kc_store_meta {
 	uint8_t store_id[KC_STORE_ID_LEN];
 	uid_t owner_uid;
-	uint8_t salt[KC_SALT_LEN];
-	uint64_t opslimit;
+	enum kc_root_source root_source;
+	uint8_t salt[KC_SALT_LEN];         /* Argon2id salt; the key file's HKDF salt */
+	uint64_t opslimit;                 /* Argon2id; 0 unless root_source is passphrase */
 	uint64_t memlimit;
+	uint8_t wrapped_root[KC_WRAPPED_ROOT_LEN];   /* pkcs11 stores only */
 	uint8_t verifier[KC_VERIFIER_LEN];
 };
 

@@ -1,8 +1,9 @@
 /*
  * store.c - the local engine's key store: SQLite database keystore.db.
  *
- * Tables: meta (one row: store id, owner uid, Argon2id parameters and
- * salt, a verifier sealed under the root key), keys, key_material (each
+ * Tables: meta (one row: store id, owner uid, where the root key comes
+ * from, Argon2id parameters and salt, the token-wrapped root key of a
+ * PKCS#11 store, a verifier sealed under the root key), keys, key_material (each
  * version sealed under the root key, AAD = key id ‖ version), aliases and
  * key_principals. WAL journal with synchronous=FULL: a committed key is on
  * disk before its first blob leaves the engine.
@@ -69,6 +70,9 @@ static const char *const schema_v2_columns[] = {
 	"ALTER TABLE key_material ADD COLUMN rotation_type TEXT",
 	"ALTER TABLE aliases ADD COLUMN created INTEGER NOT NULL DEFAULT 0",
 	"ALTER TABLE aliases ADD COLUMN updated INTEGER NOT NULL DEFAULT 0",
+	/* where the root key comes from; version-1 stores were all made with a passphrase */
+	"ALTER TABLE meta ADD COLUMN root_source TEXT NOT NULL DEFAULT 'passphrase'",
+	"ALTER TABLE meta ADD COLUMN wrapped_root BLOB",   /* pkcs11: the root key, token-wrapped */
 	NULL,
 };
 
@@ -407,15 +411,32 @@ const char *kc_store_path(const struct kc_store *store)
 
 /* ---- meta ------------------------------------------------------------------------- */
 
+/* Argon2id limits only mean something for passphrase stores (the others keep 0). */
+static int meta_limits_ok(const struct kc_store_meta *meta, sqlite3_int64 opslimit,
+		sqlite3_int64 memlimit)
+{
+	if (meta->root_source != KC_ROOT_PASSPHRASE)
+		return 1;
+	return opslimit > 0 && memlimit > 0;
+}
+
 static enum kc_status read_meta_row(struct kc_store *store, sqlite3_stmt *stmt,
 		struct kc_store_meta *meta, struct kc_error *err)
 {
+	const char *source = (const char *)sqlite3_column_text(stmt, 6);
+
+	memset(meta, 0, sizeof *meta);
+	if (!source || kc_root_source_parse(source, &meta->root_source) != 0)
+		return kc_fail(err, KC_INTERNAL, "key store %s: metadata names an unknown root key source "
+				"%.32s (made by a newer kmsfs?)", store->path, source ? source : "(null)");
 	if (copy_blob_column(stmt, 0, meta->store_id, KC_STORE_ID_LEN) != 0 ||
 	    copy_blob_column(stmt, 2, meta->salt, KC_SALT_LEN) != 0 ||
 	    copy_blob_column(stmt, 5, meta->verifier, KC_VERIFIER_LEN) != 0 ||
-	    sqlite3_column_int64(stmt, 3) <= 0 || sqlite3_column_int64(stmt, 4) <= 0)
+	    !meta_limits_ok(meta, sqlite3_column_int64(stmt, 3), sqlite3_column_int64(stmt, 4)) ||
+	    (meta->root_source == KC_ROOT_PKCS11 &&
+	     copy_blob_column(stmt, 7, meta->wrapped_root, KC_WRAPPED_ROOT_LEN) != 0))
 		return kc_fail(err, KC_INTERNAL, "key store %s: metadata malformed (store id, salt, "
-				"Argon2id parameters or verifier)", store->path);
+				"Argon2id parameters, verifier or wrapped root key)", store->path);
 	meta->owner_uid = (uid_t)sqlite3_column_int64(stmt, 1);
 	meta->opslimit = (uint64_t)sqlite3_column_int64(stmt, 3);
 	meta->memlimit = (uint64_t)sqlite3_column_int64(stmt, 4);
@@ -430,8 +451,8 @@ enum kc_status kc_store_get_meta(struct kc_store *store, struct kc_store_meta *m
 	int step;
 
 	kc_store_lock(store);
-	rc = kc_store_prepare(store, "SELECT store_id, owner_uid, salt, opslimit, memlimit, verifier "
-			"FROM meta WHERE id = 1", &stmt, err);
+	rc = kc_store_prepare(store, "SELECT store_id, owner_uid, salt, opslimit, memlimit, verifier, "
+			"root_source, wrapped_root FROM meta WHERE id = 1", &stmt, err);
 	if (rc != KC_OK)
 		goto out;
 	step = sqlite3_step(stmt);
@@ -456,7 +477,8 @@ enum kc_status kc_store_put_meta(struct kc_store *store, const struct kc_store_m
 
 	kc_store_lock(store);
 	rc = kc_store_prepare(store, "INSERT INTO meta (id, store_id, owner_uid, salt, opslimit, memlimit, "
-			"verifier, created) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, strftime('%s','now'))", &stmt, err);
+			"verifier, root_source, wrapped_root, created) "
+			"VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%s','now'))", &stmt, err);
 	if (rc != KC_OK)
 		goto out;
 	sqlite3_bind_blob(stmt, 1, meta->store_id, KC_STORE_ID_LEN, SQLITE_STATIC);
@@ -465,6 +487,11 @@ enum kc_status kc_store_put_meta(struct kc_store *store, const struct kc_store_m
 	sqlite3_bind_int64(stmt, 4, (sqlite3_int64)meta->opslimit);
 	sqlite3_bind_int64(stmt, 5, (sqlite3_int64)meta->memlimit);
 	sqlite3_bind_blob(stmt, 6, meta->verifier, KC_VERIFIER_LEN, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 7, kc_root_source_name(meta->root_source), -1, SQLITE_STATIC);
+	if (meta->root_source == KC_ROOT_PKCS11)
+		sqlite3_bind_blob(stmt, 8, meta->wrapped_root, KC_WRAPPED_ROOT_LEN, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(stmt, 8);
 	step = sqlite3_step(stmt);
 	if (step == SQLITE_CONSTRAINT)
 		rc = kc_fail(err, KC_ALREADY_EXISTS, "key store %s: already initialised", store->path);
