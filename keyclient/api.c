@@ -336,7 +336,8 @@ enum kc_status kc_api_blob(struct kc_api_req *req, const char *name, int require
 	text = json_string_value(value);
 	text_len = json_string_length(value);
 	cap = text_len / 4 * 3 + 3;
-	if (cap > max_len + 3) {
+	/* Base64 of max_len bytes is ceil(max_len/3)*4 characters: 2 padding bytes of slack. */
+	if (text_len / 4 * 3 > max_len + 2) {
 		snprintf(constraint, sizeof constraint, "Member must have length less than or equal to %zu",
 				max_len);
 		return kc_api_invalid(err, name, constraint);
