@@ -629,7 +629,7 @@ static enum kc_status compile_statement(struct compile *cc, json_t *json,
 		struct kc_statement *stmt)
 {
 	json_t *sid = json_object_get(json, "Sid");
-	json_t *element, *condition;
+	json_t *element = NULL, *condition;
 	enum kc_status rc;
 
 	if (!json_is_object(json))
