@@ -24,9 +24,10 @@ if ! command -v "$cc" >/dev/null; then
 	exit 1
 fi
 
+mkdir -p "$build"
 cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER="$cc" -DKMSFS_FUZZ=ON -DBUILD_TESTING=OFF \
-	-DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build.configure.log" 2>&1 ||
-	{ cat "$build.configure.log" >&2; exit 1; }
+	-DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build/configure.log" 2>&1 ||
+	{ cat "$build/configure.log" >&2; exit 1; }
 cmake --build "$build" --target fuzz -j"$(nproc)"
 
 mkdir -p "$build/artifacts"
