@@ -27,7 +27,10 @@ int kmsfs_crypto_init(void);
 
 /* ---- secure memory ---------------------------------------------------- */
 
-/* Guarded, mlock'ed, excluded from core dumps (sodium_malloc). NULL on failure. */
+/*
+ * Zeroed, mlock'ed, excluded from core dumps: sodium_malloc memory (up to
+ * 64 KiB as slots of shared locked chunks, keypool.c). NULL on failure.
+ */
 void *kmsfs_secure_alloc(size_t len);
 /* Wipes and frees memory from kmsfs_secure_alloc; NULL is fine. */
 void kmsfs_secure_free(void *ptr);

@@ -19,8 +19,10 @@
 const EVP_CIPHER *kmsfs_gcm_cipher(size_t key_len);
 
 /* keypool.c: slots for secrets of up to KEYPOOL_SLOT bytes in shared locked chunks. */
-#define KEYPOOL_SLOT 64
-void *kmsfs_keypool_alloc(void);
+#define KEYPOOL_SLOT 64                  /* the smallest class: data keys */
+#define KEYPOOL_MAX 65536                /* larger secrets get their own sodium_malloc */
+/* Zeroed slot of at least len bytes (1..KEYPOOL_MAX), or NULL. */
+void *kmsfs_keypool_alloc(size_t len);
 int kmsfs_keypool_free(void *ptr);
 
 #endif /* KMSFS_CRYPTO_INTERNAL_H */

@@ -39,12 +39,17 @@ int kmsfs_crypto_init(void)
 	return 0;
 }
 
-/* Small secrets (data keys) share locked chunks: see keypool.c. */
+/* Secrets up to KEYPOOL_MAX bytes share locked chunks: see keypool.c. */
 void *kmsfs_secure_alloc(size_t len)
 {
-	if (len > 0 && len <= KEYPOOL_SLOT)
-		return kmsfs_keypool_alloc();
-	return sodium_malloc(len);
+	void *ptr;
+
+	if (len > 0 && len <= KEYPOOL_MAX)
+		return kmsfs_keypool_alloc(len);
+	ptr = sodium_malloc(len);
+	if (ptr)
+		sodium_memzero(ptr, len);   /* pool slots are zeroed: so is this */
+	return ptr;
 }
 
 void kmsfs_secure_free(void *ptr)

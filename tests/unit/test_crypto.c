@@ -96,6 +96,34 @@ static void test_secmem(void)
 	CHECK(all_zero(a, sizeof(a)));
 }
 
+/*
+ * Every size class of the secure pool (and beyond it) hands out zeroed,
+ * writable memory of the size asked for, distinct while in use, and the
+ * wipe on free means a slot comes back zeroed to the next caller.
+ */
+static void test_secmem_pool(void)
+{
+	static const size_t sizes[] = { 1, 64, 65, 512, 513, 4096, 4097, 16384, 65536, 65537, 200000 };
+	uint8_t *held[sizeof sizes / sizeof *sizes][3];
+
+	for (size_t round = 0; round < 2; round++) {
+		for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+			for (size_t j = 0; j < 3; j++) {
+				held[i][j] = kmsfs_secure_alloc(sizes[i]);
+				CHECK(held[i][j] != NULL);
+				if (!held[i][j])
+					continue;
+				CHECK(all_zero(held[i][j], sizes[i]));
+				memset(held[i][j], 0x5a, sizes[i]);
+			}
+			CHECK(held[i][0] != held[i][1] && held[i][1] != held[i][2]);
+		}
+		for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+			for (size_t j = 0; j < 3; j++)
+				kmsfs_secure_free(held[i][j]);
+	}
+}
+
 /* ---- cipher names and parameters --------------------------------------- */
 
 static void test_cipher_names(void)
@@ -621,6 +649,7 @@ int main(void)
 		return 1;
 	}
 	test_secmem();
+	test_secmem_pool();
 	test_cipher_names();
 	test_aead_params();
 	test_header();

@@ -16,6 +16,7 @@
  * status AWS uses, and X-Amzn-ErrorType. A reply that carries plaintext
  * (Decrypt, GenerateDataKey...) is serialized into locked memory.
  */
+#include "crypto.h"
 #include "kmsd.h"
 
 #include <stdio.h>
@@ -179,7 +180,7 @@ void kmsd_reply_body_free(char *body, size_t len, int secure)
 		return;
 	if (secure) {
 		sodium_memzero(body, len);
-		sodium_free(body);
+		kmsfs_secure_free(body);
 	} else {
 		free(body);
 	}
@@ -205,7 +206,7 @@ static char *dump_json(json_t *value, int secure, size_t *len)
 
 	if (size == 0)
 		return NULL;
-	text = secure ? sodium_malloc(size + 1) : malloc(size + 1);
+	text = secure ? kmsfs_secure_alloc(size + 1) : malloc(size + 1);
 	if (!text)
 		return NULL;
 	json_dumpb(value, text, size, JSON_COMPACT);

@@ -5,6 +5,7 @@
  * max_body of it. A complete request goes to request.c; the reply comes
  * back as JSON text that is wiped when libmicrohttpd is done sending it.
  */
+#include "crypto.h"
 #include "kmsd.h"
 
 #include <errno.h>
@@ -189,7 +190,7 @@ static int take_body(struct pending *p, const char *data, size_t size)
 		return 0;
 	}
 	if (!p->body) {
-		p->body = sodium_malloc(p->body_cap);
+		p->body = kmsfs_secure_alloc(p->body_cap);
 		if (!p->body)
 			return -1;
 	}
@@ -232,8 +233,8 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
 	if (!p)
 		return;
 	if (p->body) {
-		sodium_memzero(p->body, p->body_cap);
-		sodium_free(p->body);
+		sodium_memzero(p->body, p->body_len);
+		kmsfs_secure_free(p->body);   /* wipes again */
 	}
 	free(p->headers);
 	free(p);
