@@ -309,6 +309,7 @@ struct kc_local_options {
 	const char *pkcs11_module;   /* NULL: the p11-kit proxy, or SoftHSM's module */
 	const char *region;
 	const char *account;
+	int exclusive;               /* hold the store for this process alone (a key service) */
 };
 enum kc_status kc_local_open_opts(const struct kc_local_options *opts,
 		struct keyclient **out, struct kc_error *err);

@@ -114,7 +114,7 @@ static enum kc_status open_or_create(struct kc_local *local, const struct kc_loc
 	struct kc_store_meta meta;
 	enum kc_status rc;
 
-	rc = kc_store_open(opts->dir, opts->create, &local->store, err);
+	rc = kc_store_open_ex(opts->dir, opts->create, opts->exclusive, &local->store, err);
 	if (rc != KC_OK)
 		return rc;
 	rc = kc_store_get_meta(local->store, &meta, err);

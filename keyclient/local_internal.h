@@ -272,6 +272,9 @@ typedef int (*kc_material_sealer)(uint32_t version, uint8_t sealed[KC_SEALED_KEY
 /* create: make dir (0700) and keystore.db (0600) if missing. */
 enum kc_status kc_store_open(const char *dir, int create, struct kc_store **out,
 		struct kc_error *err);
+/* exclusive: this process alone, for as long as it is open (kmsd). */
+enum kc_status kc_store_open_ex(const char *dir, int create, int exclusive,
+		struct kc_store **out, struct kc_error *err);
 void kc_store_close(struct kc_store *store);
 const char *kc_store_path(const struct kc_store *store);
 

@@ -322,11 +322,21 @@ static enum kc_status upgrade_schema(struct kc_store *store, struct kc_error *er
 	return rc;
 }
 
-static enum kc_status configure(struct kc_store *store, struct kc_error *err)
+static enum kc_status configure(struct kc_store *store, int exclusive, struct kc_error *err)
 {
-	enum kc_status rc;
+	enum kc_status rc = KC_OK;
 
 	sqlite3_busy_timeout(store->db, KC_STORE_BUSY_TIMEOUT_MS);
+	/*
+	 * A key service owns its store: holding the lock for good keeps a
+	 * second kmsd off the same data directory, and spares every read
+	 * transaction its fcntl lock calls (WAL with no shared-memory index).
+	 * Set before the first access, as SQLite requires.
+	 */
+	if (exclusive)
+		rc = kc_store_exec(store, "PRAGMA locking_mode=EXCLUSIVE", "taking the store exclusively", err);
+	if (rc != KC_OK)
+		return rc;
 	rc = kc_store_exec(store, "PRAGMA journal_mode=WAL", "enabling WAL", err);
 	if (rc == KC_OK)
 		rc = kc_store_exec(store, "PRAGMA synchronous=FULL", "setting synchronous=FULL", err);
@@ -341,6 +351,12 @@ static enum kc_status configure(struct kc_store *store, struct kc_error *err)
 
 enum kc_status kc_store_open(const char *dir, int create, struct kc_store **out,
 		struct kc_error *err)
+{
+	return kc_store_open_ex(dir, create, 0, out, err);
+}
+
+enum kc_status kc_store_open_ex(const char *dir, int create, int exclusive,
+		struct kc_store **out, struct kc_error *err)
 {
 	struct kc_store *store = NULL;
 	enum kc_status rc = KC_OK;
@@ -378,7 +394,7 @@ enum kc_status kc_store_open(const char *dir, int create, struct kc_store **out,
 				store->db ? sqlite3_errmsg(store->db) : "out of memory");
 		goto out;
 	}
-	rc = configure(store, err);
+	rc = configure(store, exclusive, err);
 	if (rc != KC_OK)
 		goto out;
 	*out = store;

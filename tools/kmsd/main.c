@@ -130,7 +130,7 @@ static int open_engine(struct kmsd *kmsd)
 	const struct kmsd_config *cfg = kmsd->config;
 	struct kc_local_options opts = {
 		.dir = cfg->data_dir, .create = cfg->create_store, .region = cfg->region,
-		.account = cfg->account, .pkcs11_module = cfg->pkcs11_module,
+		.account = cfg->account, .pkcs11_module = cfg->pkcs11_module, .exclusive = 1,
 		.keyfile = cfg->root_kind == KMSD_ROOT_KEYFILE ? cfg->root_path : NULL,
 		.pkcs11_uri = cfg->root_kind == KMSD_ROOT_PKCS11 ? cfg->pkcs11_uri : NULL,
 	};
