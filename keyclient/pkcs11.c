@@ -120,9 +120,8 @@ static enum kc_status parse_attr(const char *attr, size_t len, struct kc_pkcs11_
 	const char *value = eq ? eq + 1 : attr + len;
 	size_t value_len = len - name_len - (eq ? 1 : 0);
 
-	if (!eq)
-		return kc_fail(err, KC_VALIDATION, "PKCS#11 URI: %.*s: not name=value",
-				(int)(name_len > 40 ? 40 : name_len), attr);
+	if (!eq)   /* not echoed: it could be a PIN that lost its "pin-value=" */
+		return kc_fail(err, KC_VALIDATION, "PKCS#11 URI: an attribute is not name=value");
 	if (name_len == strlen("pin-value") && strncmp(attr, "pin-value", name_len) == 0)
 		return parse_pin_value(value, value_len, out, err);
 	if (name_len == strlen("type") && strncmp(attr, "type", name_len) == 0)
@@ -181,8 +180,7 @@ static enum kc_status parse_attrs(const char *text, size_t len, char sep,
 
 enum kc_status kc_pkcs11_uri_parse(const char *uri, struct kc_pkcs11_uri *out, struct kc_error *err)
 {
-	const char *path = uri + strlen(KC_P11_SCHEME);
-	const char *query;
+	const char *path, *query;
 	enum kc_status rc;
 
 	memset(out, 0, sizeof *out);
@@ -190,6 +188,7 @@ enum kc_status kc_pkcs11_uri_parse(const char *uri, struct kc_pkcs11_uri *out, s
 		rc = kc_fail(err, KC_VALIDATION, "PKCS#11 URI: does not start with pkcs11:");
 		goto out;
 	}
+	path = uri + strlen(KC_P11_SCHEME);
 	/* Query attributes (pin-*, module-*) are accepted in the path too, as some configs put them. */
 	query = strchr(path, '?');
 	rc = parse_attrs(path, query ? (size_t)(query - path) : strlen(path), ';', out, err);

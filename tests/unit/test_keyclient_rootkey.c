@@ -222,6 +222,8 @@ static void test_uri_parse(void)
 	CHECK_STATUS(kc_pkcs11_uri_parse("pkcs11:object=x?pin-value=secret99&bogus=1", &uri, &err),
 			KC_VALIDATION, err);
 	CHECK(strstr(err.message, "secret99") == NULL);
+	CHECK_STATUS(kc_pkcs11_uri_parse("pkcs11:object=x?secret99", &uri, &err), KC_VALIDATION, err);
+	CHECK(strstr(err.message, "secret99") == NULL);
 }
 
 /* ---- key files ------------------------------------------------------------------------------------- */
