@@ -394,6 +394,9 @@ enum kc_status kc_store_open_ex(const char *dir, int create, int exclusive,
 				store->db ? sqlite3_errmsg(store->db) : "out of memory");
 		goto out;
 	}
+	store->exclusive = exclusive;
+	for (size_t i = 0; i < KC_STORE_CACHE_SLOTS; i++)
+		store->key_cache[i].changes = store->material_cache[i].changes = -1;
 	rc = configure(store, exclusive, err);
 	if (rc != KC_OK)
 		goto out;
@@ -571,13 +574,43 @@ out:
 	return rc;
 }
 
+/* Slot of a key id (a UUID: its first hex digits spread well enough). */
+static size_t cache_index(const char *key_id)
+{
+	size_t hash = 5381;
+
+	for (size_t i = 0; i < 8 && key_id[i]; i++)
+		hash = hash * 33 + (unsigned char)key_id[i];
+	return hash % KC_STORE_CACHE_SLOTS;
+}
+
+static enum kc_status get_key_cached(struct kc_store *store, const char *key_id,
+		struct kc_store_key *key, struct kc_error *err)
+{
+	struct kc_key_cache_entry *slot = &store->key_cache[cache_index(key_id)];
+	int64_t changes = sqlite3_total_changes64(store->db);
+	enum kc_status rc;
+
+	if (store->exclusive && slot->changes == changes && strcmp(slot->key.key_id, key_id) == 0) {
+		if (key != &slot->key)
+			*key = slot->key;
+		return KC_OK;
+	}
+	rc = get_key_locked(store, key_id, key, err);
+	if (rc == KC_OK && store->exclusive) {
+		slot->key = *key;
+		slot->changes = changes;
+	}
+	return rc;
+}
+
 enum kc_status kc_store_get_key(struct kc_store *store, const char *key_id,
 		struct kc_store_key *key, struct kc_error *err)
 {
 	enum kc_status rc;
 
 	kc_store_lock(store);
-	rc = get_key_locked(store, key_id, key, err);
+	rc = get_key_cached(store, key_id, key, err);
 	kc_store_unlock(store);
 	return rc;
 }
@@ -671,15 +704,54 @@ enum kc_status kc_store_add_material(struct kc_store *store, const char *key_id,
 	return kc_store_txn_end(store, rc, err);
 }
 
+static struct kc_material_cache_entry *material_slot(struct kc_store *store,
+		const char *key_id, uint32_t version)
+{
+	return &store->material_cache[(cache_index(key_id) + version) % KC_STORE_CACHE_SLOTS];
+}
+
+static int material_cached(struct kc_store *store, const char *key_id, uint32_t version,
+		uint8_t sealed[KC_SEALED_KEY_LEN], uint32_t *version_out)
+{
+	struct kc_material_cache_entry *slot = material_slot(store, key_id, version);
+
+	if (!store->exclusive || slot->changes != sqlite3_total_changes64(store->db) ||
+	    slot->requested != version || strcmp(slot->key_id, key_id) != 0)
+		return 0;
+	memcpy(sealed, slot->sealed, KC_SEALED_KEY_LEN);
+	if (version_out)
+		*version_out = slot->version;
+	return 1;
+}
+
+static void material_remember(struct kc_store *store, const char *key_id, uint32_t version,
+		const uint8_t sealed[KC_SEALED_KEY_LEN], uint32_t found)
+{
+	struct kc_material_cache_entry *slot = material_slot(store, key_id, version);
+
+	if (!store->exclusive)
+		return;
+	slot->changes = sqlite3_total_changes64(store->db);
+	snprintf(slot->key_id, sizeof slot->key_id, "%s", key_id);
+	slot->requested = version;
+	slot->version = found;
+	memcpy(slot->sealed, sealed, KC_SEALED_KEY_LEN);   /* sealed: ciphertext, not a secret */
+}
+
 enum kc_status kc_store_get_material(struct kc_store *store, const char *key_id,
 		uint32_t version, uint8_t sealed[KC_SEALED_KEY_LEN], uint32_t *version_out,
 		struct kc_error *err)
 {
 	sqlite3_stmt *stmt = NULL;
+	uint32_t found = 0;
 	enum kc_status rc;
 	int step;
 
 	kc_store_lock(store);
+	if (material_cached(store, key_id, version, sealed, version_out)) {
+		kc_store_unlock(store);
+		return KC_OK;
+	}
 	rc = kc_store_prepare(store, "SELECT version, sealed FROM key_material WHERE key_id = ?1 "
 			"AND (?2 = 0 OR version = ?2) ORDER BY version DESC LIMIT 1", &stmt, err);
 	if (rc != KC_OK)
@@ -695,8 +767,12 @@ enum kc_status kc_store_get_material(struct kc_store *store, const char *key_id,
 	else if (copy_blob_column(stmt, 1, sealed, KC_SEALED_KEY_LEN) != 0)
 		rc = kc_fail(err, KC_INTERNAL, "key %s: sealed key material malformed in key store %s",
 				key_id, store->path);
-	else if (version_out)
-		*version_out = (uint32_t)sqlite3_column_int64(stmt, 0);
+	if (rc == KC_OK) {
+		found = (uint32_t)sqlite3_column_int64(stmt, 0);
+		material_remember(store, key_id, version, sealed, found);
+		if (version_out)
+			*version_out = found;
+	}
 out:
 	kc_store_release(store, stmt);
 	kc_store_unlock(store);

@@ -19,6 +19,7 @@
 #include "local_internal.h"
 
 #define KC_STORE_STMT_CACHE 160
+#define KC_STORE_CACHE_SLOTS 32
 
 /*
  * Statements are prepared once and reused: every file create and open
@@ -36,6 +37,24 @@ struct kc_store {
 	pthread_mutex_t lock;          /* recursive: a transaction holds it across calls */
 	int txn_depth;                 /* nesting of kc_store_txn_begin */
 	int txn_failed;                /* some level of the transaction failed */
+	/*
+	 * A store held exclusively (kmsd) changes only through this
+	 * connection, so rows read once stay true until this connection's
+	 * change counter (sqlite3_total_changes64) moves: key rows and sealed
+	 * key material are served from these caches until then. A store
+	 * shared with other processes (kmsfs and its CLI) caches nothing.
+	 */
+	int exclusive;
+	struct kc_key_cache_entry {
+		int64_t changes;               /* -1: empty */
+		struct kc_store_key key;
+	} key_cache[KC_STORE_CACHE_SLOTS];
+	struct kc_material_cache_entry {
+		int64_t changes;               /* -1: empty */
+		char key_id[KC_KEY_ID_LEN + 1];
+		uint32_t requested, version;   /* requested 0 = the newest */
+		uint8_t sealed[KC_SEALED_KEY_LEN];
+	} material_cache[KC_STORE_CACHE_SLOTS];
 	char path[PATH_MAX];
 	struct kc_cached_stmt cache[KC_STORE_STMT_CACHE];
 	size_t cached;

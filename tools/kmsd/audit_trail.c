@@ -203,47 +203,23 @@ static json_t *build_record(const struct kmsd_audit_trail *trail,
 	return record;
 }
 
-struct line_buf {
-	char *data;
-	size_t len, cap;
-};
-
-static int line_append(const char *chunk, size_t size, void *arg)
-{
-	struct line_buf *buf = arg;
-	char *grown;
-
-	if (buf->len + size + 2 > buf->cap) {
-		buf->cap = (buf->len + size + 2) * 2;
-		grown = realloc(buf->data, buf->cap);
-		if (!grown)
-			return -1;
-		buf->data = grown;
-	}
-	memcpy(buf->data + buf->len, chunk, size);
-	buf->len += size;
-	return 0;
-}
-
 /*
- * record as one line, "\n"-terminated; "\n" first when the previous write
- * was torn. One pass of the serializer (it dominated kmsd's profile when
- * it ran twice, once to size the buffer), and outside the trail's lock.
+ * record as one line, "\n"-terminated, with a "\n" in front (written
+ * only when the previous write was torn). Serialized outside the trail's
+ * lock, so request threads only queue for the write itself.
  */
-static char *record_line(json_t *record, int torn, size_t *len)
+static char *record_line(json_t *record, size_t *len)
 {
-	struct line_buf buf = { malloc(2048), torn ? 1 : 0, 2048 };
+	size_t size = kmsd_json_out_size(record);
+	char *line = malloc(size + 2);
 
-	if (!buf.data)
+	if (!line)
 		return NULL;
-	buf.data[0] = '\n';
-	if (json_dump_callback(record, line_append, &buf, JSON_COMPACT) != 0) {
-		free(buf.data);
-		return NULL;
-	}
-	buf.data[buf.len++] = '\n';
-	*len = buf.len;
-	return buf.data;
+	line[0] = '\n';
+	kmsd_json_out(record, line + 1);
+	line[size + 1] = '\n';
+	*len = size + 2;
+	return line;
 }
 
 /* One write(2) for the whole line; called with the lock held. */
@@ -278,7 +254,7 @@ int kmsd_audit_write(struct kmsd_audit_trail *trail, const struct kmsd_audit_eve
 			 ev->request_id);
 		return -1;
 	}
-	line = record_line(record, 1, &len);
+	line = record_line(record, &len);
 	if (!line) {
 		snprintf(err, KMSD_ERR_MAX, "audit record for request %s: out of memory",
 			 ev->request_id);

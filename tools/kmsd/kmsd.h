@@ -219,4 +219,11 @@ int kmsd_server_start(struct kmsd *kmsd, char err[KMSD_ERR_MAX]);
 /* Stop accepting, finish what runs, close every connection. */
 void kmsd_server_stop(struct kmsd *kmsd);
 
+/* ---- json_text.c: compact JSON text of a value kmsd built ---------------------------- */
+
+/* Bytes kmsd_json_out writes (no NUL). */
+size_t kmsd_json_out_size(json_t *value);
+/* Writes the text (exactly kmsd_json_out_size bytes, no NUL) and returns its length. */
+size_t kmsd_json_out(json_t *value, char *out);
+
 #endif /* KMSFS_KMSD_H */

@@ -201,15 +201,13 @@ static int holds_plaintext(json_t *response)
 /* JSON text of value, in locked memory when secure. NULL when out of memory. */
 static char *dump_json(json_t *value, int secure, size_t *len)
 {
-	size_t size = json_dumpb(value, NULL, 0, JSON_COMPACT);
+	size_t size = kmsd_json_out_size(value);
 	char *text;
 
-	if (size == 0)
-		return NULL;
 	text = secure ? kmsfs_secure_alloc(size + 1) : malloc(size + 1);
 	if (!text)
 		return NULL;
-	json_dumpb(value, text, size, JSON_COMPACT);
+	kmsd_json_out(value, text);
 	text[size] = '\0';
 	*len = size;
 	return text;
