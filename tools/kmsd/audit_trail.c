@@ -29,12 +29,19 @@
 #define EVENT_NAME_MAX 128
 #define MESSAGE_MAX 512
 
+/*
+ * Request threads append under the read side of the lock: O_APPEND
+ * writes of whole lines to a regular file do not interleave, so they
+ * need not queue behind each other (they did, and the futex sleeps cost
+ * more than the writes). Only switching to the next day's file takes the
+ * write side.
+ */
 struct kmsd_audit_trail {
-	pthread_mutex_t lock;
+	pthread_rwlock_t lock;
 	char *dir;
 	int fd;                      /* the file for day; -1 before the first record */
 	char day[16];                /* "YYYYMMDD" */
-	int torn;                    /* the last write was short: start the next on a new line */
+	int torn;                    /* the last write was short: start the next on a new line (atomic) */
 	char *region;
 	char *account;
 };
@@ -97,7 +104,7 @@ struct kmsd_audit_trail *kmsd_audit_open(const char *dir, const char *region,
 		return NULL;
 	}
 	trail->fd = -1;
-	pthread_mutex_init(&trail->lock, NULL);
+	pthread_rwlock_init(&trail->lock, NULL);
 	trail->dir = strdup(dir);
 	trail->region = strdup(region);
 	trail->account = strdup(account);
@@ -120,7 +127,7 @@ void kmsd_audit_close(struct kmsd_audit_trail *trail)
 		return;
 	if (trail->fd >= 0)
 		close(trail->fd);
-	pthread_mutex_destroy(&trail->lock);
+	pthread_rwlock_destroy(&trail->lock);
 	free(trail->dir);
 	free(trail->region);
 	free(trail->account);
@@ -222,7 +229,7 @@ static char *record_line(json_t *record, size_t *len)
 	return line;
 }
 
-/* One write(2) for the whole line; called with the lock held. */
+/* One write(2) for the whole line; called with the lock held (either side). */
 static int append_line(struct kmsd_audit_trail *trail, const char *line, size_t len,
 		char err[KMSD_ERR_MAX])
 {
@@ -232,13 +239,45 @@ static int append_line(struct kmsd_audit_trail *trail, const char *line, size_t 
 		written = write(trail->fd, line, len);
 	while (written < 0 && errno == EINTR);
 	if (written == (ssize_t)len) {
-		trail->torn = 0;
+		__atomic_store_n(&trail->torn, 0, __ATOMIC_RELAXED);
 		return 0;
 	}
-	trail->torn = written > 0;
+	__atomic_store_n(&trail->torn, written > 0, __ATOMIC_RELAXED);
 	snprintf(err, KMSD_ERR_MAX, "audit file %s/kmsd-%s.jsonl: %s", trail->dir, trail->day,
 		 written < 0 ? strerror(errno) : "short write (disk full?)");
 	return -1;
+}
+
+/* Is the open file today's? Called with the lock held. */
+static int is_today(struct kmsd_audit_trail *trail, time_t now)
+{
+	char day[16];
+
+	utc_day(now, day);
+	return trail->fd >= 0 && strcmp(day, trail->day) == 0;
+}
+
+/* line starts with "\n", written only to end a torn previous line. */
+static int append_today(struct kmsd_audit_trail *trail, const char *line, size_t len,
+		char err[KMSD_ERR_MAX])
+{
+	time_t now = time(NULL);
+	int rc = -1, torn;
+
+	pthread_rwlock_rdlock(&trail->lock);
+	while (!is_today(trail, now)) {
+		pthread_rwlock_unlock(&trail->lock);
+		pthread_rwlock_wrlock(&trail->lock);
+		rc = open_day(trail, now, err);
+		pthread_rwlock_unlock(&trail->lock);
+		if (rc != 0)
+			return -1;
+		pthread_rwlock_rdlock(&trail->lock);
+	}
+	torn = __atomic_load_n(&trail->torn, __ATOMIC_RELAXED);
+	rc = append_line(trail, torn ? line : line + 1, torn ? len : len - 1, err);
+	pthread_rwlock_unlock(&trail->lock);
+	return rc;
 }
 
 int kmsd_audit_write(struct kmsd_audit_trail *trail, const struct kmsd_audit_event *ev,
@@ -260,11 +299,7 @@ int kmsd_audit_write(struct kmsd_audit_trail *trail, const struct kmsd_audit_eve
 			 ev->request_id);
 		goto out;
 	}
-	pthread_mutex_lock(&trail->lock);
-	/* The leading "\n" only ends a torn previous line. */
-	if (open_day(trail, time(NULL), err) == 0)
-		rc = append_line(trail, trail->torn ? line : line + 1, trail->torn ? len : len - 1, err);
-	pthread_mutex_unlock(&trail->lock);
+	rc = append_today(trail, line, len, err);
 out:
 	free(line);
 	json_decref(record);
