@@ -204,11 +204,16 @@ static enum kc_status prompt_once(int tty, const char *prompt, char *buf, struct
 	quiet = saved;
 	quiet.c_lflag &= ~(tcflag_t)ECHO;
 	quiet.c_lflag |= ECHONL;
-	write_all(tty, prompt);
-	if (tcsetattr(tty, TCSAFLUSH, &quiet) != 0)
+	/*
+	 * Echo off before the prompt appears, and without flushing input: a
+	 * passphrase typed (or sent by a program) as soon as the prompt shows
+	 * must not be thrown away, nor a second line already typed ahead.
+	 */
+	if (tcsetattr(tty, TCSANOW, &quiet) != 0)
 		return kc_fail(err, KC_VALIDATION, "/dev/tty: cannot turn echo off: %s", strerror(errno));
+	write_all(tty, prompt);
 	result = read_first_line(tty, buf, KC_PASSPHRASE_MAX);
-	tcsetattr(tty, TCSAFLUSH, &saved);
+	tcsetattr(tty, TCSANOW, &saved);
 	return line_error(result, "passphrase from terminal", err);
 }
 
