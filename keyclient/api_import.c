@@ -247,7 +247,7 @@ static enum kc_status read_import(struct kc_api_req *req, struct import_request 
 static enum kc_status check_token(struct kc_api_req *req, const struct kc_store_key *key,
 		const struct import_request *ir, struct kc_import_params *params, struct kc_error *err)
 {
-	uint8_t key_uuid[KC_UUID_LEN];
+	uint8_t key_uuid[KC_UUID_LEN] = { 0 };
 	enum kc_status rc;
 
 	rc = kc_store_get_import_params(req->local->store, key->key_id, params, err);
@@ -352,7 +352,7 @@ out:
 static enum kc_status known_fingerprint(struct kc_api_req *req, const struct kc_store_key *key,
 		uint8_t fingerprint[KC_IMPORT_FINGERPRINT_LEN], int *present, struct kc_error *err)
 {
-	uint8_t key_uuid[KC_UUID_LEN];
+	uint8_t key_uuid[KC_UUID_LEN] = { 0 };
 	uint8_t *existing = NULL;
 	enum kc_status rc;
 
@@ -378,7 +378,7 @@ static enum kc_status admit_material(struct kc_api_req *req, const struct kc_sto
 		const uint8_t *material, struct kc_error *err)
 {
 	uint8_t known[KC_IMPORT_FINGERPRINT_LEN], offered[KC_IMPORT_FINGERPRINT_LEN];
-	uint8_t key_uuid[KC_UUID_LEN];
+	uint8_t key_uuid[KC_UUID_LEN] = { 0 };
 	enum kc_status rc;
 	int present = 0;
 
