@@ -433,6 +433,12 @@ int64_t kc_store_generation(struct kc_store *store)
 	struct kc_error err;
 
 	kc_store_lock(store);
+	/* Held exclusively, only this connection can change the store. */
+	if (store->exclusive) {
+		generation = sqlite3_total_changes64(store->db);
+		kc_store_unlock(store);
+		return generation;
+	}
 	if (kc_store_prepare(store, "PRAGMA data_version", &stmt, &err) == KC_OK &&
 	    sqlite3_step(stmt) == SQLITE_ROW)
 		generation = sqlite3_column_int64(stmt, 0);
