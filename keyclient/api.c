@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sodium.h>
 
@@ -171,6 +172,9 @@ enum kc_status kc_api_call(struct keyclient *kc, const char *operation, json_t *
 	result->response = resp;
 	if (!op->read_only)
 		result->audit_response = project(resp, 0);
+	/* A handler may have met (and got past) an error on the way: success says nothing. */
+	if (err)
+		memset(err, 0, sizeof *err);
 	return KC_OK;
 }
 
@@ -473,9 +477,13 @@ enum kc_status kc_api_require_enabled(struct kc_api_req *req, const struct kc_st
 {
 	char arn[KC_ARN_MAX];
 
+	kc_api_key_arn(req, key->key_id, arn);
+	/* Imported material past its ValidTo is gone, even before maintenance deletes it. */
+	if (key->state == KC_KEY_ENABLED && key->valid_to && key->valid_to <= (int64_t)time(NULL))
+		return kc_fail(err, KC_INVALID_STATE, "%s is pending import (its imported key material "
+				"expired).", arn);
 	if (key->state == KC_KEY_ENABLED)
 		return KC_OK;
-	kc_api_key_arn(req, key->key_id, arn);
 	if (key->state == KC_KEY_DISABLED)
 		return kc_fail(err, KC_DISABLED, "%s is disabled.", arn);
 	return kc_fail(err, KC_INVALID_STATE, "%s is %s.", arn, kc_key_state_name(key->state));

@@ -154,28 +154,46 @@ static enum kc_status load_public_key(struct kc_api_req *req, const struct kc_st
 
 /* ---- CreateKey ------------------------------------------------------------------------------- */
 
-enum kc_status kc_asym_create_key(struct kc_api_req *req, const char *key_id,
-		const char *description, int64_t created, const struct kc_key_attrs *attrs,
+enum kc_status kc_asym_pair_make(const char *key_spec, struct kc_asym_pair **out,
 		struct kc_error *err)
 {
-	const struct kc_asym_spec *spec = kc_asym_spec(attrs->key_spec);
-	struct kc_key_attrs with_public = *attrs;
-	struct kc_asym_pair pair;
-	struct private_seal seal;
-	enum kc_status rc;
+	const struct kc_asym_spec *spec = kc_asym_spec(key_spec);
 
+	*out = NULL;
 	if (!spec)
 		return kc_fail(err, KC_UNSUPPORTED_OPERATION,
-				"KeySpec %s is not supported by this key service", attrs->key_spec);
-	if (kc_asym_generate(spec, &pair) != 0)
+				"KeySpec %s is not supported by this key service", key_spec);
+	*out = calloc(1, sizeof **out);
+	if (!*out)
+		return kc_fail(err, KC_INTERNAL, "out of memory");
+	if (kc_asym_generate(spec, *out) != 0) {
+		free(*out);
+		*out = NULL;
 		return kc_fail(err, KC_INTERNAL, "generating a %s key pair failed", spec->name);
-	with_public.public_key = pair.public_der;
-	with_public.public_key_len = pair.public_len;
-	seal = (struct private_seal){ req->local, key_id, pair.private_der, pair.private_len };
-	rc = kc_store_create_key_v(req->local->store, key_id, description, created, &with_public,
+	}
+	return KC_OK;
+}
+
+void kc_asym_pair_release(struct kc_asym_pair *pair)
+{
+	if (!pair)
+		return;
+	kc_asym_pair_free(pair);
+	free(pair);
+}
+
+enum kc_status kc_asym_create_key(struct kc_api_req *req, const char *key_id,
+		const char *description, int64_t created, const struct kc_key_attrs *attrs,
+		const struct kc_asym_pair *pair, struct kc_error *err)
+{
+	struct kc_key_attrs with_public = *attrs;
+	struct private_seal seal;
+
+	with_public.public_key = pair->public_der;
+	with_public.public_key_len = pair->public_len;
+	seal = (struct private_seal){ req->local, key_id, pair->private_der, pair->private_len };
+	return kc_store_create_key_v(req->local->store, key_id, description, created, &with_public,
 			seal_private_key, &seal, err);
-	kc_asym_pair_free(&pair);
-	return rc;
 }
 
 /* ---- GetPublicKey ------------------------------------------------------------------------------ */

@@ -178,12 +178,18 @@ KC_API_HANDLER(RevokeGrant);
 /* api_asym.c: is spec an asymmetric KeySpec this engine makes (RSA_*, ECC_NIST_*)? */
 int kc_asym_spec_supported(const char *key_spec);
 /*
- * api_asym.c: CreateKey for an asymmetric spec: a fresh key pair, the
- * private key sealed as material version 1, the public key stored.
+ * api_asym.c: CreateKey for an asymmetric spec. The key pair is made
+ * first, outside the store's transaction (an RSA_4096 pair takes up to a
+ * second, and the transaction holds the store lock); then the private key
+ * is sealed as material version 1 and the public key stored.
  */
+struct kc_asym_pair;
+enum kc_status kc_asym_pair_make(const char *key_spec, struct kc_asym_pair **out,
+		struct kc_error *err);
+void kc_asym_pair_release(struct kc_asym_pair *pair);
 enum kc_status kc_asym_create_key(struct kc_api_req *req, const char *key_id,
 		const char *description, int64_t created, const struct kc_key_attrs *attrs,
-		struct kc_error *err);
+		const struct kc_asym_pair *pair, struct kc_error *err);
 /* api_asym.c: Encrypt/Decrypt with an RSA key (EncryptionAlgorithm RSAES_OAEP_SHA_*). */
 enum kc_status kc_asym_encrypt(struct kc_api_req *req, const struct kc_store_key *key,
 		json_t *resp, struct kc_error *err);

@@ -10,6 +10,7 @@
  * the window ends; a key pending import has no material to use.
  */
 #include "api_internal.h"
+#include "store_import.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,6 +220,7 @@ static enum kc_status check_create(struct create_request *cr, struct kc_error *e
 KC_API_HANDLER(CreateKey)
 {
 	char key_id[KC_KEY_ID_LEN + 1];
+	struct kc_asym_pair *pair = NULL;
 	struct create_request cr;
 	struct kc_key_attrs attrs;
 	struct kc_seal_arg seal;
@@ -233,6 +235,8 @@ KC_API_HANDLER(CreateKey)
 		rc = kc_policy_check(cr.policy, err);
 	if (rc == KC_OK)
 		rc = kc_api_authorize_account(req, "kms:CreateKey", err);
+	if (rc == KC_OK && strcmp(cr.spec, "SYMMETRIC_DEFAULT") != 0)
+		rc = kc_asym_pair_make(cr.spec, &pair, err);
 	if (rc != KC_OK)
 		return rc;
 	kc_uuid_v4(key_id);
@@ -244,9 +248,9 @@ KC_API_HANDLER(CreateKey)
 	/* Key row, material and tags commit together: no half-made key survives a crash. */
 	rc = kc_store_txn_begin(req->local->store, err);
 	if (rc != KC_OK)
-		return rc;
-	if (strcmp(cr.spec, "SYMMETRIC_DEFAULT") != 0) {
-		rc = kc_asym_create_key(req, key_id, cr.description, created, &attrs, err);
+		goto out;
+	if (pair) {
+		rc = kc_asym_create_key(req, key_id, cr.description, created, &attrs, pair, err);
 	} else {
 		seal = (struct kc_seal_arg){ req->local, key_id, NULL, 0 };
 		rc = kc_store_create_key_v(req->local->store, key_id, cr.description, created, &attrs,
@@ -260,6 +264,8 @@ KC_API_HANDLER(CreateKey)
 		rc = kc_store_get_key(req->local->store, key_id, &key, err);
 	if (rc == KC_OK)
 		json_object_set_new(resp, "KeyMetadata", kc_api_key_metadata(req, &key));
+out:
+	kc_asym_pair_release(pair);
 	return rc;
 }
 
@@ -706,5 +712,7 @@ enum kc_status kc_api_maintenance(struct keyclient *kc, int64_t now, struct kc_e
 	rc = delete_due(local, now, err);
 	if (rc == KC_OK)
 		rc = rotate_due(local, now, err);
+	if (rc == KC_OK)
+		rc = kc_import_expire_due(local, now, err);
 	return rc;
 }

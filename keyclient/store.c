@@ -216,10 +216,15 @@ enum kc_status kc_store_txn_end(struct kc_store *store, enum kc_status rc, struc
 	if (rc != KC_OK)
 		store->txn_failed = 1;
 	if (--store->txn_depth == 0) {
-		if (!store->txn_failed)
+		if (!store->txn_failed) {
 			rc = kc_store_exec(store, "COMMIT", "committing", err);
-		else
+		} else {
 			sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+			/* An inner level failed and the outer went on: nothing was kept. */
+			if (rc == KC_OK)
+				rc = kc_fail(err, KC_INTERNAL, "key store %s: transaction rolled back "
+						"(a step inside it failed)", store->path);
+		}
 	}
 	kc_store_unlock(store);
 	return rc;

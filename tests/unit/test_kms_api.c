@@ -62,6 +62,11 @@ static enum kc_status call(const char *op, const char *fmt, ...)
 	memset(&last_err, 0, sizeof last_err);
 	rc = kc_api_call(engine, op, request, &admin, &last, &last_err);
 	json_decref(request);
+	/* Success leaves no error behind (kmsd reads err as well as the status). */
+	if (rc == KC_OK && (last_err.status != KC_OK || last_err.type[0])) {
+		fprintf(stderr, "%s succeeded but left error %s (%s)\n", op, last_err.type, last_err.message);
+		failures++;
+	}
 	return rc;
 }
 
