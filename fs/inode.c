@@ -405,9 +405,15 @@ int kfs_inode_dup_open_fd(struct kfs_inode *in)
 	return fd;
 }
 
-/* At unmount: the kernel has forgotten everything, free what is left. */
+/*
+ * At unmount: the kernel has forgotten everything, free what is left -
+ * including handles still open when the daemon was told to stop (SIGTERM
+ * with a file open: FUSE sends no release for them).
+ */
 void kfs_inode_table_destroy(void)
 {
+	struct kfs_file *orphans = NULL;
+
 	pthread_mutex_lock(&table_lock);
 	for (unsigned b = 0; b < INODE_BUCKETS; b++) {
 		for (struct kfs_inode *in = buckets[b]; in; in = in->next) {
@@ -421,6 +427,13 @@ void kfs_inode_table_destroy(void)
 
 			buckets[b] = in->next;
 			in->hashed = 0;
+			while (in->open_files) {
+				struct kfs_file *f = in->open_files;
+
+				in->open_files = f->next_open;
+				f->next_open = orphans;
+				orphans = f;
+			}
 			while (in->links) {
 				struct kfs_link *l = in->links;
 
@@ -432,4 +445,10 @@ void kfs_inode_table_destroy(void)
 		}
 	}
 	pthread_mutex_unlock(&table_lock);
+	while (orphans) {
+		struct kfs_file *f = orphans;
+
+		orphans = f->next_open;
+		kfs_file_detach(f);
+	}
 }
