@@ -5,6 +5,7 @@ Everything here is usable from any test file in tests/kmsd through the fixtures 
 import it directly (`import kmsd_it`) for the helpers themselves.
 """
 import base64
+import contextlib
 import datetime
 import glob
 import http.client
@@ -192,13 +193,20 @@ class Kmsd:
     def user(self, name="admin"):
         return self.users[name]
 
-    def client(self, user="admin", **kwargs):
-        """A boto3 KMS client signing as user (name or User); no retries, so errors surface."""
+    def client(self, user="admin", validate=True, unsigned=False, **kwargs):
+        """A boto3 KMS client signing as user (name or User); no retries, so errors surface.
+
+        validate=False: botocore sends what it is given (no client-side parameter checks), so
+        kmsd's own validation answers. unsigned=True: requests go out without SigV4.
+        """
         import boto3
+        import botocore
         import botocore.config
         u = self.users[user] if isinstance(user, str) else user
+        extra = {"signature_version": botocore.UNSIGNED} if unsigned else {}
         cfg = botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"},
-                                     connect_timeout=10, read_timeout=60)
+                                     connect_timeout=10, read_timeout=60,
+                                     parameter_validation=validate, **extra)
         return boto3.client("kms", endpoint_url=self.endpoint, region_name=REGION,
                             aws_access_key_id=u.access_key_id,
                             aws_secret_access_key=u.secret_access_key, config=cfg, **kwargs)
@@ -211,6 +219,31 @@ class Kmsd:
         """
         return run_aws_cli(self.endpoint, self.users[user] if isinstance(user, str) else user,
                            args, check=check, timeout=timeout)
+
+    def api(self, operation, user="admin", **params):
+        """A signed JSON 1.1 request for what this machine's botocore does not model yet (Debian
+        12's botocore 1.29 lacks RotateKeyOnDemand, ListKeyRotations, RotationPeriodInDays ...):
+        the parsed reply on 200, else botocore's ClientError with the reply's __type and message,
+        so client_error() checks it like a boto3 call. bytes in params are sent base64.
+        """
+        import botocore.exceptions
+        body = {k: base64.b64encode(v).decode() if isinstance(v, bytes) else v for k, v in params.items()}
+        r = self.post(operation, body, user=user)
+        if r.status == 200:
+            return r.json
+        error = {"Code": r.error_type, "Message": (r.json or {}).get("message", r.body[:300].decode("latin-1"))}
+        raise botocore.exceptions.ClientError({"Error": error, "ResponseMetadata": {
+            "HTTPStatusCode": r.status, "RequestId": r.request_id}}, operation)
+
+    def aws_error(self, code, *args, user="admin", timeout=120):
+        """Run `aws kms ARGS`, which must fail with AWS error type code: the AwsCliError."""
+        proc = self.aws(*args, user=user, check=False, timeout=timeout)
+        assert proc.returncode != 0, "aws kms %s: expected %s, but it succeeded: %s" % (
+            " ".join(map(str, args)), code, proc.stdout[:500])
+        e = AwsCliError(proc)
+        assert e.code == code, "aws kms %s: expected %s, got %s: %s" % (
+            " ".join(map(str, args)), code, e.code, proc.stderr.strip()[-1000:])
+        return e
 
     def connection(self, timeout=30):
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
@@ -321,6 +354,35 @@ def sigv4_sign(endpoint, headers, body, access_key_id, secret, when=None, region
         with unittest.mock.patch.object(botocore.auth, "datetime", fake):
             signer.add_auth(req)
     return dict(req.headers.items())
+
+
+class ClientErrorInfo:
+    """What client_error caught: code, message and the whole botocore response."""
+    code = None
+    message = ""
+    response = None
+
+
+@contextlib.contextmanager
+def client_error(code, *needles):
+    """with client_error("NotFoundException", "part of the message"): boto3 call(s) that must fail.
+
+    Fails unless the block raises botocore's ClientError with exactly this AWS error code and a
+    message containing every needle; yields a ClientErrorInfo filled in afterwards.
+    """
+    import botocore.exceptions
+    info = ClientErrorInfo()
+    try:
+        yield info
+    except botocore.exceptions.ClientError as e:
+        info.response = e.response
+        info.code = e.response.get("Error", {}).get("Code")
+        info.message = e.response.get("Error", {}).get("Message") or ""
+    else:
+        raise AssertionError("expected %s, but the call succeeded" % code)
+    assert info.code == code, "expected %s, got %s: %s" % (code, info.code, info.message)
+    for needle in needles:
+        assert needle in info.message, "%s message %r lacks %r" % (code, info.message, needle)
 
 
 class AwsCliError(Exception):
