@@ -8,7 +8,8 @@ set -eu
 pkgs="build-essential cmake pkg-config git
       libfuse3-dev fuse3 libssl-dev libsodium-dev libinih-dev libsqlite3-dev libjansson-dev
       libp11-kit-dev softhsm2
-      libmicrohttpd-dev libcurl4-openssl-dev awscli python3-boto3 python3-cryptography clang libclang-rt-14-dev
+      libmicrohttpd-dev libcurl4-openssl-dev awscli python3-boto3 python3-cryptography faketime
+      clang libclang-rt-14-dev
       attr python3 python3-pytest e2fsprogs util-linux"
 if [ "${1:-}" = "--bench" ]; then
 	pkgs="$pkgs gocryptfs securefs encfs fio linux-source-6.1 xz-utils wrk"
