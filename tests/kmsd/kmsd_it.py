@@ -87,6 +87,7 @@ class Kmsd:
         self.port = None
         self._stderr = None
         self.root_key = root_key
+        self.clock_offset = None
         self.write_config(listen=listen, extra=extra, mode=config_mode)
         with open(self.passfile, "w") as f:
             f.write(PASSPHRASE + "\n")
@@ -111,6 +112,29 @@ class Kmsd:
         with open(self.config_path, "w") as f:
             f.write(text if text is not None else self.config_text(listen, extra))
         os.chmod(self.config_path, mode)
+
+    def set_clock(self, offset):
+        """From its next start, kmsd's clock runs offset (a timedelta) ahead of the real one, through
+        libfaketime (faketime_library() must not be None); None: the real clock again. post() and
+        api() sign as of kmsd's time, so SigV4's 15-minute window still holds; boto3 clients and
+        the AWS CLI sign with the real clock and are refused meanwhile."""
+        self.clock_offset = offset
+        for name in ("LD_PRELOAD", "FAKETIME", "FAKETIME_DONT_FAKE_MONOTONIC", "FAKETIME_NO_CACHE"):
+            self.env.pop(name, None)
+        self.env["ASAN_OPTIONS"] = self.env.get("ASAN_OPTIONS", "").replace(":verify_asan_link_order=0", "")
+        if offset is None:
+            return
+        library = faketime_library()
+        if library is None:
+            raise KmsdError("libfaketime is not installed (apt-get install faketime)")
+        self.env.update({"LD_PRELOAD": library, "FAKETIME": "%+d" % int(offset.total_seconds()),
+                         "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_NO_CACHE": "1"})
+        # a sanitizer runtime wants to be first among the libraries; libfaketime is preloaded before it
+        self.env["ASAN_OPTIONS"] += ":verify_asan_link_order=0"
+
+    def now(self):
+        """kmsd's idea of the current UTC time (naive datetime), see set_clock."""
+        return datetime.datetime.utcnow() + (self.clock_offset or datetime.timedelta(0))
 
     # ---- process ------------------------------------------------------------------------------
     def run(self, *args, timeout=60):
@@ -264,6 +288,8 @@ class Kmsd:
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
         if sign:
+            if when is None and self.clock_offset is not None:
+                when = self.now()
             h = sigv4_sign(self.endpoint, h, body, access_key_id or u.access_key_id,
                            secret or u.secret_access_key, when=when)
         return post_raw(self, body, h, conn=conn)
@@ -429,6 +455,19 @@ def run_aws_cli(endpoint, user, args, check=True, timeout=120):
     if proc.returncode != 0:
         raise AwsCliError(proc)
     return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+
+FAKETIME_LIBRARIES = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+                      "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+                      "/usr/lib/faketime/libfaketimeMT.so.1"]
+
+
+def faketime_library():
+    """Debian's libfaketime (package faketime) for moving kmsd's clock, or None."""
+    for path in [os.environ.get("KMSD_FAKETIME_LIB")] + FAKETIME_LIBRARIES:
+        if path and os.path.exists(path):
+            return path
+    return None
 
 
 def kmsd_env():

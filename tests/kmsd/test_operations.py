@@ -7,6 +7,10 @@ does not.
 Key references: key ids, key ARNs, alias names and alias ARNs are used wherever AWS takes them
 (test_key_references_everywhere, and the CLI tests below use each form somewhere).
 
+Debian 12's AWS CLI (2.9) and botocore (1.29) predate RotationPeriodInDays, RotateKeyOnDemand and
+ListKeyRotations: those go out as botocore-signed requests (kmsd.api). Deletion when the window
+ends and automatic rotation are seen by moving a kmsd's clock with libfaketime (Debian's faketime).
+
 Where each AWS error type is seen through a real client (boto3 or the AWS CLI), by file::test
 (test_protocol.py speaks raw HTTP, signed by botocore's signer):
   NotFoundException                    test_clients::test_cli_error_types (CLI);
@@ -24,7 +28,7 @@ Where each AWS error type is seen through a real client (boto3 or the AWS CLI), 
   IncorrectKeyException                here test_reencrypt_cli
   UnknownOperationException            test_protocol::test_unknown_target and neighbours (raw HTTP)
   SerializationException               here test_serialization_exception_from_boto3; test_protocol
-  LimitExceededException               here test_tags_cli
+  LimitExceededException               here test_tags_cli, test_rotation_cli (on-demand rotations)
   MalformedPolicyDocumentException     here test_key_policies_cli
   TagException                         here test_tags_cli
   InvalidGrantIdException              test_authz_grants::test_grant_id_and_token_errors
@@ -487,6 +491,53 @@ def test_deletion_window_cli(aws, kmsd, kms):
     assert default["PendingWindowInDays"] == 30
     assert near(default["DeletionDate"], time.time() + 30 * 86400)
     kms.cancel_key_deletion(KeyId=key["KeyId"])
+
+
+def test_deletion_and_rotation_happen_when_due(kmsd_factory):
+    """Keys are really deleted when their window ends, and rotate automatically when due: kmsd's
+    maintenance (at start and every minute) run with its clock moved forward by libfaketime."""
+    if kmsd_it.faketime_library() is None:
+        pytest.skip("libfaketime is not installed (apt-get install faketime): kmsd's clock cannot be moved")
+    server = kmsd_factory()
+    kms = server.client()
+    doomed = kms.create_key(Description="7 days")["KeyMetadata"]
+    doomed_blob = kms.encrypt(KeyId=doomed["KeyId"], Plaintext=b"doomed")["CiphertextBlob"]
+    kept = kms.create_key(Description="30 days")["KeyMetadata"]
+    rotating = kms.create_key(Description="rotates every 90 days")["KeyMetadata"]
+    before = kms.encrypt(KeyId=rotating["KeyId"], Plaintext=b"before", EncryptionContext={"r": "1"})["CiphertextBlob"]
+    kms.schedule_key_deletion(KeyId=doomed["KeyId"], PendingWindowInDays=7)
+    kms.schedule_key_deletion(KeyId=kept["KeyId"], PendingWindowInDays=30)
+    server.api("EnableKeyRotation", KeyId=rotating["KeyId"], RotationPeriodInDays=90)
+    server.stop()
+
+    server.set_clock(datetime.timedelta(days=8))
+    server.start()
+    listed = [k["KeyId"] for k in server.api("ListKeys", Limit=1000)["Keys"]]
+    assert doomed["KeyId"] not in listed and kept["KeyId"] in listed and rotating["KeyId"] in listed
+    with client_error("NotFoundException"):
+        server.api("DescribeKey", KeyId=doomed["KeyId"])
+    with pytest.raises(Exception) as e:
+        server.api("Decrypt", CiphertextBlob=doomed_blob)
+    assert e.value.response["Error"]["Code"] in ("NotFoundException", "InvalidCiphertextException"), e.value
+    meta = server.api("DescribeKey", KeyId=kept["KeyId"])["KeyMetadata"]
+    assert meta["KeyState"] == "PendingDeletion" and near(meta["DeletionDate"], time.time() + 30 * 86400)
+    assert server.api("ListKeyRotations", KeyId=rotating["KeyId"])["Rotations"] == []
+    server.stop()
+
+    server.set_clock(datetime.timedelta(days=91))
+    server.start()
+    with client_error("NotFoundException"):
+        server.api("DescribeKey", KeyId=kept["KeyId"])
+    rotations = server.api("ListKeyRotations", KeyId=rotating["KeyId"])["Rotations"]
+    assert [r["RotationType"] for r in rotations] == ["AUTOMATIC"], rotations
+    fake_now = time.time() + 91 * 86400
+    assert near(rotations[0]["RotationDate"], fake_now)
+    status = server.api("GetKeyRotationStatus", KeyId=rotating["KeyId"])
+    assert status["KeyRotationEnabled"] is True and near(status["NextRotationDate"], fake_now + 90 * 86400)
+    dec = server.api("Decrypt", CiphertextBlob=before, EncryptionContext={"r": "1"})
+    assert base64.b64decode(dec["Plaintext"]) == b"before"
+    server.stop()
+    server.set_clock(None)
 
 
 # ---- rotation -----------------------------------------------------------------------------------
