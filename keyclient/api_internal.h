@@ -199,6 +199,14 @@ enum kc_status kc_asym_decrypt(struct kc_api_req *req, const struct kc_store_key
 json_t *kc_asym_encryption_algorithms(const char *key_spec, const char *key_usage);
 json_t *kc_asym_signing_algorithms(const char *key_spec, const char *key_usage);
 
+/*
+ * api_policy.c: the lockout safety check of PutKeyPolicy and CreateKey:
+ * KC_MALFORMED_POLICY (AWS's message) unless the caller could still call
+ * kms:PutKeyPolicy on key under policy_text.
+ */
+enum kc_status kc_api_policy_lockout_check(struct kc_api_req *req, const char *policy_text,
+		const struct kc_store_key *key, struct kc_error *err);
+
 /* api_data.c: unseal symmetric key material (version 0 = newest) into secure memory. */
 enum kc_status kc_api_material(struct kc_api_req *req, const char *key_id, uint32_t version,
 		uint8_t material[KC_KEY_LEN], uint32_t *version_out, struct kc_error *err);

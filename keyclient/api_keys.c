@@ -151,6 +151,7 @@ struct create_request {
 	const char *description, *usage, *spec, *origin, *policy;
 	json_t *tags;
 	int multi_region;
+	int bypass_lockout_check;
 };
 
 static enum kc_status read_create(struct kc_api_req *req, struct create_request *cr,
@@ -158,7 +159,6 @@ static enum kc_status read_create(struct kc_api_req *req, struct create_request 
 {
 	const char *legacy_spec = NULL;
 	enum kc_status rc;
-	int bypass = 0;
 
 	memset(cr, 0, sizeof *cr);
 	rc = kc_api_str(req, "Description", KC_API_OPTIONAL, 0, KC_API_DESCRIPTION_MAX,
@@ -177,7 +177,8 @@ static enum kc_status read_create(struct kc_api_req *req, struct create_request 
 	if (rc == KC_OK)
 		rc = kc_api_bool(req, "MultiRegion", &cr->multi_region, NULL, err);
 	if (rc == KC_OK)
-		rc = kc_api_bool(req, "BypassPolicyLockoutSafetyCheck", &bypass, NULL, err);
+		rc = kc_api_bool(req, "BypassPolicyLockoutSafetyCheck", &cr->bypass_lockout_check,
+				NULL, err);
 	if (rc == KC_OK)
 		rc = read_tags(req, &cr->tags, err);
 	if (rc != KC_OK)
@@ -241,6 +242,14 @@ KC_API_HANDLER(CreateKey)
 		return rc;
 	kc_uuid_v4(key_id);
 	kc_api_key_arn(req, key_id, req->result->key_arn);
+	/* As in AWS: a key whose policy would shut its creator out needs the bypass flag. */
+	if (cr.policy && !cr.bypass_lockout_check) {
+		memset(&key, 0, sizeof key);
+		snprintf(key.key_id, sizeof key.key_id, "%s", key_id);
+		rc = kc_api_policy_lockout_check(req, cr.policy, &key, err);
+		if (rc != KC_OK)
+			goto out;
+	}
 	attrs = (struct kc_key_attrs){
 		.key_spec = cr.spec, .key_usage = cr.usage, .origin = cr.origin, .policy = cr.policy,
 		.state = strcmp(cr.origin, "EXTERNAL") == 0 ? KC_KEY_PENDING_IMPORT : KC_KEY_ENABLED,

@@ -147,6 +147,21 @@ KC_API_HANDLER(GetKeyPolicy)
 	return rc;
 }
 
+enum kc_status kc_api_policy_lockout_check(struct kc_api_req *req, const char *policy_text,
+		const struct kc_store_key *key, struct kc_error *err)
+{
+	struct kc_policy *policy = NULL;
+	struct kc_error denied = { 0 };
+	enum kc_status rc;
+
+	rc = kc_policy_parse(policy_text, &policy, err);
+	if (rc == KC_OK && kc_authorize_with_policy(req->local, policy, key, "kms:PutKeyPolicy",
+			req->caller, &denied) != KC_OK)
+		rc = kc_fail(err, KC_MALFORMED_POLICY, "%s", lockout_message);
+	kc_policy_free(policy);
+	return rc;
+}
+
 /* The lockout safety check: may the caller still call PutKeyPolicy under the new policy? */
 static enum kc_status check_lockout(struct kc_api_req *req, const struct kc_policy *policy,
 		const struct kc_store_key *key, struct kc_error *err)

@@ -62,7 +62,7 @@ enum kc_status {
 struct kc_error {
 	enum kc_status status;
 	char type[64];           /* AWS __type name, "" when KC_OK */
-	char message[256];       /* human readable; never contains key material */
+	char message[512];       /* human readable; never contains key material */
 };
 
 /* AWS KMS __type name for a status ("AccessDeniedException", ...). */

@@ -133,6 +133,17 @@ static void test_create_describe(void)
 	EXPECT("CreateKey", KC_UNSUPPORTED_OPERATION, "{\"MultiRegion\": true}");
 	EXPECT("CreateKey", KC_TAG, "{\"Tags\": [{\"TagKey\": \"aws:x\", \"TagValue\": \"y\"}]}");
 	EXPECT("CreateKey", KC_MALFORMED_POLICY, "{\"Policy\": \"{not json\"}");
+	/* A policy that would lock its creator out needs BypassPolicyLockoutSafetyCheck. */
+#define BOB_ONLY_POLICY "{\\\"Version\\\":\\\"2012-10-17\\\",\\\"Statement\\\":[{" \
+	"\\\"Effect\\\":\\\"Allow\\\",\\\"Principal\\\":{\\\"AWS\\\":" \
+	"\\\"arn:aws:iam::111122223333:user/bob\\\"},\\\"Action\\\":\\\"kms:*\\\"," \
+	"\\\"Resource\\\":\\\"*\\\"}]}"
+	EXPECT("CreateKey", KC_MALFORMED_POLICY, "{\"Policy\": \"" BOB_ONLY_POLICY "\"}");
+	CHECK(strstr(last_err.message, "will not allow you to update the key policy") != NULL);
+	EXPECT("CreateKey", KC_OK, "{\"Policy\": \"" BOB_ONLY_POLICY "\", "
+			"\"BypassPolicyLockoutSafetyCheck\": true}");
+	snprintf(arn, sizeof arn, "%s", meta_str("KeyId"));
+	EXPECT("DescribeKey", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\"}", arn);
 	EXPECT("NoSuchOperation", KC_UNKNOWN_OPERATION, "{}");
 }
 
