@@ -33,7 +33,7 @@ Where each AWS error type is seen through a real client (boto3 or the AWS CLI), 
   TagException                         here test_tags_cli
   InvalidGrantIdException              test_authz_grants::test_grant_id_and_token_errors
   InvalidGrantTokenException           test_authz_grants::test_grant_id_and_token_errors
-  InvalidMarkerException               here test_list_paging_and_markers
+  InvalidMarkerException               here test_list_paging_and_markers; test_authz_grants
   UnsupportedOperationException        here test_create_key_refusals, test_asymmetric_key_limits
   InvalidImportTokenException          here test_import_key_material
   IncorrectKeyMaterialException        here test_import_key_material
@@ -241,6 +241,12 @@ def test_key_references_everywhere(kms):
         assert kms.get_key_rotation_status(KeyId=ref)["KeyRotationEnabled"] is False
         kms.tag_resource(KeyId=ref, Tags=[{"TagKey": "ref", "TagValue": ref[-8:]}])
         assert kms.list_resource_tags(KeyId=ref)["Tags"] == [{"TagKey": "ref", "TagValue": ref[-8:]}]
+    # this key's id under another account or region is not this key
+    for ref in ("arn:aws:kms:%s:999999999999:key/%s" % (REGION, meta["KeyId"]),
+                "arn:aws:kms:eu-west-1:%s:key/%s" % (ACCOUNT, meta["KeyId"]),
+                "arn:aws:kms:eu-west-1:%s:%s" % (ACCOUNT, alias)):
+        with client_error("NotFoundException"):
+            kms.describe_key(KeyId=ref)
     # a key that does not exist, in each form
     missing = "00000000-0000-4000-8000-%012d" % secrets.randbelow(10 ** 12)
     for ref in (missing, key_arn(missing), "alias/%s" % unique("nope"), alias_arn("alias/%s" % unique("nope"))):
