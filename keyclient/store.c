@@ -28,6 +28,7 @@
 #include <sqlite3.h>
 
 #define KC_STORE_BUSY_TIMEOUT_MS 10000
+#define KC_STORE_EXCLUSIVE_WAIT_MS 1000
 
 
 static const char schema_sql[] =
@@ -331,7 +332,11 @@ static enum kc_status configure(struct kc_store *store, int exclusive, struct kc
 {
 	enum kc_status rc = KC_OK;
 
-	sqlite3_busy_timeout(store->db, KC_STORE_BUSY_TIMEOUT_MS);
+	/*
+	 * An exclusive opener waits only briefly: a store another key service
+	 * holds stays held for as long as that service runs.
+	 */
+	sqlite3_busy_timeout(store->db, exclusive ? KC_STORE_EXCLUSIVE_WAIT_MS : KC_STORE_BUSY_TIMEOUT_MS);
 	/*
 	 * A key service owns its store: holding the lock for good keeps a
 	 * second kmsd off the same data directory, and spares every read
@@ -403,6 +408,9 @@ enum kc_status kc_store_open_ex(const char *dir, int create, int exclusive,
 	for (size_t i = 0; i < KC_STORE_CACHE_SLOTS; i++)
 		store->key_cache[i].changes = store->material_cache[i].changes = -1;
 	rc = configure(store, exclusive, err);
+	if (rc == KC_DEPENDENCY_TIMEOUT && exclusive)
+		rc = kc_fail(err, KC_DEPENDENCY_TIMEOUT, "key store %s is locked: another process "
+				"(another kmsd?) holds it", store->path);
 	if (rc != KC_OK)
 		goto out;
 	*out = store;

@@ -17,7 +17,7 @@ import pytest
 import kmsd_it
 from kmsd_it import client_error
 
-pytest.importorskip("boto3")
+import boto3  # noqa: F401 - installed by tools/install-deps.sh; missing must fail, not skip
 
 ROOT = "arn:aws:iam::%s:root" % kmsd_it.ACCOUNT
 

@@ -57,7 +57,7 @@ import pytest
 import kmsd_it
 from kmsd_it import client_error
 
-pytest.importorskip("boto3")
+import boto3  # noqa: F401 - installed by tools/install-deps.sh; missing must fail, not skip
 
 ACCOUNT = kmsd_it.ACCOUNT
 REGION = kmsd_it.REGION
@@ -67,8 +67,8 @@ RSA_ENCRYPTION = ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"]
 
 
 def crypto():
-    """The cryptography package's modules this file uses (skip when it is not installed)."""
-    pytest.importorskip("cryptography")
+    """The cryptography package's modules this file uses (a missing package fails the test)."""
+    import cryptography  # noqa: F401 - a missing package fails the test
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
     from cryptography.hazmat.primitives import keywrap
@@ -503,7 +503,7 @@ def test_deletion_and_rotation_happen_when_due(kmsd_factory):
     """Keys are really deleted when their window ends, and rotate automatically when due: kmsd's
     maintenance (at start and every minute) run with its clock moved forward by libfaketime."""
     if kmsd_it.faketime_library() is None:
-        pytest.skip("libfaketime is not installed (apt-get install faketime): kmsd's clock cannot be moved")
+        pytest.fail("libfaketime is not installed (apt-get install faketime): kmsd's clock cannot be moved")
     server = kmsd_factory()
     kms = server.client()
     doomed = kms.create_key(Description="7 days")["KeyMetadata"]
