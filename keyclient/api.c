@@ -426,6 +426,51 @@ enum kc_status kc_api_strlist(struct kc_api_req *req, const char *name, int requ
 	return KC_OK;
 }
 
+/* ---- list paging ------------------------------------------------------------------------ */
+
+/*
+ * List paging for every List* operation: Limit, and a Marker that is
+ * opaque to clients ("kmsd-<offset>" here); garbage is InvalidMarkerException.
+ */
+enum kc_status kc_api_list_window(struct kc_api_req *req, int64_t default_limit,
+		int64_t max_limit, size_t *offset, size_t *limit, struct kc_error *err)
+{
+	const char *marker = NULL;
+	int64_t requested = default_limit;
+	unsigned long long parsed;
+	char *end = NULL;
+	enum kc_status rc;
+
+	rc = kc_api_int(req, "Limit", KC_API_OPTIONAL, 1, max_limit, &requested, NULL, err);
+	if (rc == KC_OK)
+		rc = kc_api_str(req, "Marker", KC_API_OPTIONAL, 1, 1024, &marker, err);
+	if (rc != KC_OK)
+		return rc;
+	*limit = (size_t)requested;
+	*offset = 0;
+	if (!marker)
+		return KC_OK;
+	if (strncmp(marker, "kmsd-", 5) != 0 || !isdigit((unsigned char)marker[5]))
+		return kc_fail(err, KC_INVALID_MARKER, "Marker %.64s is not valid", marker);
+	parsed = strtoull(marker + 5, &end, 10);
+	if (*end)
+		return kc_fail(err, KC_INVALID_MARKER, "Marker %.64s is not valid", marker);
+	*offset = (size_t)parsed;
+	return KC_OK;
+}
+
+/* Truncated / NextMarker for a page that ended at next (of total). */
+void kc_api_put_page_end(json_t *resp, size_t next, size_t total)
+{
+	char marker[32];
+
+	json_object_set_new(resp, "Truncated", json_boolean(next < total));
+	if (next < total) {
+		snprintf(marker, sizeof marker, "kmsd-%zu", next);
+		kc_api_put_str(resp, "NextMarker", marker);
+	}
+}
+
 /* ---- keys ----------------------------------------------------------------------------------- */
 
 void kc_api_key_arn(struct kc_api_req *req, const char *key_id, char out[KC_ARN_MAX])

@@ -162,41 +162,14 @@ static int add_alias(const char *name, const char *key_id, int64_t created, int6
 	return 0;
 }
 
-/* Same marker form as ListKeys ("kmsd-<offset>"). */
-static enum kc_status alias_window(struct kc_api_req *req, struct alias_list *list,
-		struct kc_error *err)
-{
-	const char *marker = NULL;
-	int64_t limit = ALIAS_LIST_DEFAULT;
-	unsigned long long offset = 0;
-	char *end = NULL;
-	enum kc_status rc;
-
-	rc = kc_api_int(req, "Limit", KC_API_OPTIONAL, 1, ALIAS_LIST_MAX, &limit, NULL, err);
-	if (rc == KC_OK)
-		rc = kc_api_str(req, "Marker", KC_API_OPTIONAL, 1, 1024, &marker, err);
-	if (rc != KC_OK)
-		return rc;
-	if (marker) {
-		if (strncmp(marker, "kmsd-", 5) != 0 ||
-		    (offset = strtoull(marker + 5, &end, 10), !end || *end || end == marker + 5))
-			return kc_fail(err, KC_INVALID_MARKER, "Marker %.64s is not valid", marker);
-	}
-	list->offset = (size_t)offset;
-	list->limit = (size_t)limit;
-	return KC_OK;
-}
-
 KC_API_HANDLER(ListAliases)
 {
 	struct alias_list list = { .req = req };
 	const char *key_ref = NULL;
 	struct kc_store_key key;
-	char marker[32];
-	size_t next;
 	enum kc_status rc;
 
-	rc = alias_window(req, &list, err);
+	rc = kc_api_list_window(req, ALIAS_LIST_DEFAULT, ALIAS_LIST_MAX, &list.offset, &list.limit, err);
 	if (rc == KC_OK)
 		rc = kc_api_str(req, "KeyId", KC_API_OPTIONAL, 1, 2048, &key_ref, err);
 	if (rc == KC_OK)
@@ -209,11 +182,6 @@ KC_API_HANDLER(ListAliases)
 	list.aliases = json_array();
 	rc = kc_store_each_alias(req->local->store, key_ref ? key.key_id : NULL, add_alias, &list, err);
 	json_object_set_new(resp, "Aliases", list.aliases);
-	next = list.offset + json_array_size(list.aliases);
-	json_object_set_new(resp, "Truncated", json_boolean(next < list.seen));
-	if (next < list.seen) {
-		snprintf(marker, sizeof marker, "kmsd-%zu", next);
-		kc_api_put_str(resp, "NextMarker", marker);
-	}
+	kc_api_put_page_end(resp, list.offset + json_array_size(list.aliases), list.seen);
 	return rc;
 }

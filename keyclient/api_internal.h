@@ -78,6 +78,12 @@ enum kc_status kc_api_strlist(struct kc_api_req *req, const char *name, int requ
 /* ValidationException in AWS's wording for field name. */
 enum kc_status kc_api_invalid(struct kc_error *err, const char *name, const char *constraint);
 
+/* List paging: Limit (default_limit, 1..max_limit) and the opaque Marker. */
+enum kc_status kc_api_list_window(struct kc_api_req *req, int64_t default_limit,
+		int64_t max_limit, size_t *offset, size_t *limit, struct kc_error *err);
+/* Truncated, and NextMarker when more follow: a page that ended at next of total. */
+void kc_api_put_page_end(json_t *resp, size_t next, size_t total);
+
 /* ---- keys and authorization (api.c) ----------------------------------------------- */
 
 /*

@@ -40,47 +40,6 @@ static int64_t now_seconds(void)
 	return (int64_t)time(NULL);
 }
 
-/* ---- markers: opaque to clients, an offset here ---------------------------------------- */
-
-static enum kc_status list_window(struct kc_api_req *req, size_t *offset, size_t *limit,
-		struct kc_error *err)
-{
-	const char *marker = NULL;
-	int64_t requested = LIST_LIMIT_DEFAULT;
-	char *end = NULL;
-	unsigned long long parsed;
-	enum kc_status rc;
-
-	rc = kc_api_int(req, "Limit", KC_API_OPTIONAL, 1, LIST_LIMIT_MAX, &requested, NULL, err);
-	if (rc == KC_OK)
-		rc = kc_api_str(req, "Marker", KC_API_OPTIONAL, 1, 1024, &marker, err);
-	if (rc != KC_OK)
-		return rc;
-	*limit = (size_t)requested;
-	*offset = 0;
-	if (!marker)
-		return KC_OK;
-	if (strncmp(marker, "kmsd-", 5) != 0)
-		return kc_fail(err, KC_INVALID_MARKER, "Marker %.64s is not valid", marker);
-	parsed = strtoull(marker + 5, &end, 10);
-	if (!end || *end || end == marker + 5)
-		return kc_fail(err, KC_INVALID_MARKER, "Marker %.64s is not valid", marker);
-	*offset = (size_t)parsed;
-	return KC_OK;
-}
-
-/* Truncated / NextMarker for a page that ended at next (of total). */
-static void put_page_end(json_t *resp, size_t next, size_t total)
-{
-	char marker[32];
-
-	json_object_set_new(resp, "Truncated", json_boolean(next < total));
-	if (next < total) {
-		snprintf(marker, sizeof marker, "kmsd-%zu", next);
-		kc_api_put_str(resp, "NextMarker", marker);
-	}
-}
-
 /* ---- tags -------------------------------------------------------------------------------- */
 
 static enum kc_status check_tag(const char *tag_key, const char *tag_value, struct kc_error *err)
@@ -299,7 +258,7 @@ KC_API_HANDLER(ListKeys)
 	json_t *keys;
 	enum kc_status rc;
 
-	rc = list_window(req, &offset, &limit, err);
+	rc = kc_api_list_window(req, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, &offset, &limit, err);
 	if (rc == KC_OK)
 		rc = kc_api_authorize_account(req, "kms:ListKeys", err);
 	if (rc == KC_OK)
@@ -312,7 +271,7 @@ KC_API_HANDLER(ListKeys)
 		json_array_append_new(keys, json_pack("{s:s, s:s}", "KeyId", ids[i], "KeyArn", arn));
 	}
 	json_object_set_new(resp, "Keys", keys);
-	put_page_end(resp, i, count);
+	kc_api_put_page_end(resp, i, count);
 	free(ids);
 	return KC_OK;
 }
@@ -564,7 +523,7 @@ KC_API_HANDLER(ListKeyRotations)
 	struct kc_store_key key;
 	enum kc_status rc;
 
-	rc = list_window(req, &list.offset, &list.limit, err);
+	rc = kc_api_list_window(req, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, &list.offset, &list.limit, err);
 	if (rc == KC_OK)
 		rc = kc_api_key(req, "KeyId", "kms:ListKeyRotations", NULL, &key, err);
 	if (rc == KC_OK && (!kc_api_is_symmetric(&key) || strcmp(key.origin, "AWS_KMS") != 0))
@@ -576,7 +535,7 @@ KC_API_HANDLER(ListKeyRotations)
 	list.key_arn = req->result->key_arn;
 	rc = kc_store_each_material(req->local->store, key.key_id, add_rotation, &list, err);
 	json_object_set_new(resp, "Rotations", list.rotations);
-	put_page_end(resp, list.offset + json_array_size(list.rotations), list.seen);
+	kc_api_put_page_end(resp, list.offset + json_array_size(list.rotations), list.seen);
 	return rc;
 }
 
@@ -650,7 +609,7 @@ KC_API_HANDLER(ListResourceTags)
 	struct kc_store_key key;
 	enum kc_status rc;
 
-	rc = list_window(req, &list.offset, &list.limit, err);
+	rc = kc_api_list_window(req, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, &list.offset, &list.limit, err);
 	if (rc == KC_OK)
 		rc = kc_api_key(req, "KeyId", "kms:ListResourceTags", NULL, &key, err);
 	if (rc != KC_OK)
@@ -658,7 +617,7 @@ KC_API_HANDLER(ListResourceTags)
 	list.tags = json_array();
 	rc = kc_store_each_tag(req->local->store, key.key_id, add_tag, &list, err);
 	json_object_set_new(resp, "Tags", list.tags);
-	put_page_end(resp, list.offset + json_array_size(list.tags), list.seen);
+	kc_api_put_page_end(resp, list.offset + json_array_size(list.tags), list.seen);
 	return rc;
 }
 

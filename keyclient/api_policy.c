@@ -46,46 +46,6 @@ static const char lockout_message[] =
 
 /* ---- shared readers ----------------------------------------------------------------------- */
 
-/* Limit and the opaque "kmsd-<offset>" Marker (api_keys.c's scheme). */
-static enum kc_status list_window(struct kc_api_req *req, int64_t default_limit,
-		int64_t max_limit, size_t *offset, size_t *limit, struct kc_error *err)
-{
-	const char *marker = NULL;
-	int64_t requested = default_limit;
-	unsigned long long parsed;
-	char *end = NULL;
-	enum kc_status rc;
-
-	rc = kc_api_int(req, "Limit", KC_API_OPTIONAL, 1, max_limit, &requested, NULL, err);
-	if (rc == KC_OK)
-		rc = kc_api_str(req, "Marker", KC_API_OPTIONAL, 1, 1024, &marker, err);
-	if (rc != KC_OK)
-		return rc;
-	*limit = (size_t)requested;
-	*offset = 0;
-	if (!marker)
-		return KC_OK;
-	if (strncmp(marker, "kmsd-", 5) != 0 || !isdigit((unsigned char)marker[5]))
-		return kc_fail(err, KC_INVALID_MARKER, "Marker %.64s is not valid", marker);
-	parsed = strtoull(marker + 5, &end, 10);
-	if (*end)
-		return kc_fail(err, KC_INVALID_MARKER, "Marker %.64s is not valid", marker);
-	*offset = (size_t)parsed;
-	return KC_OK;
-}
-
-/* Truncated / NextMarker for a page that ended at next (of total). */
-static void put_page_end(json_t *resp, size_t next, size_t total)
-{
-	char marker[32];
-
-	json_object_set_new(resp, "Truncated", json_boolean(next < total));
-	if (next < total) {
-		snprintf(marker, sizeof marker, "kmsd-%zu", next);
-		kc_api_put_str(resp, "NextMarker", marker);
-	}
-}
-
 /* The key key_ref names, found but not yet authorized (CreateGrant, RetireGrant decide later). */
 static enum kc_status find_key(struct kc_api_req *req, const char *key_ref,
 		struct kc_store_key *key, struct kc_error *err)
@@ -209,7 +169,7 @@ KC_API_HANDLER(ListKeyPolicies)
 	json_t *names;
 	enum kc_status rc;
 
-	rc = list_window(req, POLICY_LIST_DEFAULT, POLICY_LIST_MAX, &offset, &limit, err);
+	rc = kc_api_list_window(req, POLICY_LIST_DEFAULT, POLICY_LIST_MAX, &offset, &limit, err);
 	if (rc == KC_OK)
 		rc = kc_api_key(req, "KeyId", "kms:ListKeyPolicies", NULL, &key, err);
 	if (rc != KC_OK)
@@ -218,7 +178,7 @@ KC_API_HANDLER(ListKeyPolicies)
 	if (offset == 0)
 		json_array_append_new(names, json_string(POLICY_NAME));
 	json_object_set_new(resp, "PolicyNames", names);
-	put_page_end(resp, offset + json_array_size(names), 1);
+	kc_api_put_page_end(resp, offset + json_array_size(names), 1);
 	return KC_OK;
 }
 
@@ -312,7 +272,7 @@ static int add_to_page(const struct kc_grant *grant, void *arg)
 static void put_grant_page(json_t *resp, struct grant_page *page)
 {
 	json_object_set_new(resp, "Grants", page->grants);
-	put_page_end(resp, page->offset + json_array_size(page->grants), page->seen);
+	kc_api_put_page_end(resp, page->offset + json_array_size(page->grants), page->seen);
 }
 
 /* ---- CreateGrant ------------------------------------------------------------------------------------ */
@@ -520,7 +480,7 @@ KC_API_HANDLER(ListGrants)
 	struct kc_store_key key;
 	enum kc_status rc;
 
-	rc = list_window(req, GRANT_LIST_DEFAULT, GRANT_LIST_MAX, &page.offset, &page.limit, err);
+	rc = kc_api_list_window(req, GRANT_LIST_DEFAULT, GRANT_LIST_MAX, &page.offset, &page.limit, err);
 	if (rc == KC_OK)
 		rc = kc_api_str(req, "GrantId", KC_API_OPTIONAL, 1, 128, &grant_id_text, err);
 	if (rc == KC_OK)
@@ -545,7 +505,7 @@ KC_API_HANDLER(ListRetirableGrants)
 	const char *retiring = NULL;
 	enum kc_status rc;
 
-	rc = list_window(req, GRANT_LIST_DEFAULT, GRANT_LIST_MAX, &page.offset, &page.limit, err);
+	rc = kc_api_list_window(req, GRANT_LIST_DEFAULT, GRANT_LIST_MAX, &page.offset, &page.limit, err);
 	if (rc == KC_OK)
 		rc = kc_api_str(req, "RetiringPrincipal", KC_API_REQUIRED, 1, KC_GRANT_PRINCIPAL_MAX,
 				&retiring, err);
