@@ -6,6 +6,7 @@
 #include "test_keyclient.h"
 
 #include <ftw.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,16 +28,28 @@ const char *test_path(const char *name, char out[4096])
 	return out;
 }
 
+static char owner_principal[32];
+static struct kc_caller owner_caller;
+
+static void owner_init(void)
+{
+	kc_local_principal(getuid(), owner_principal, sizeof owner_principal);
+	owner_caller.principal = owner_principal;
+	owner_caller.uid = getuid();
+	owner_caller.pid = getpid();
+}
+
+/*
+ * Filled once: the thread tests call this from several threads, and
+ * rewriting the principal with snprintf (which starts by writing a NUL)
+ * under a reader made it "\0id:0" for that reader now and then.
+ */
 const struct kc_caller *test_owner(void)
 {
-	static char principal[32];
-	static struct kc_caller caller;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-	kc_local_principal(getuid(), principal, sizeof principal);
-	caller.principal = principal;
-	caller.uid = getuid();
-	caller.pid = getpid();
-	return &caller;
+	pthread_once(&once, owner_init);
+	return &owner_caller;
 }
 
 const struct kc_caller *test_stranger(void)
