@@ -5,7 +5,7 @@
 # GetParametersForImport / ImportKeyMaterial / DeleteImportedKeyMaterial
 # and the expiry of imported material.
 add_executable(test_kms_api_asym ${CMAKE_CURRENT_LIST_DIR}/test_kms_api_asym.c)
-target_link_libraries(test_kms_api_asym PRIVATE kmsfs_keyclient)
+target_link_libraries(test_kms_api_asym PRIVATE kms_api_test)
 add_test(NAME kms_api_asym COMMAND test_kms_api_asym)
 set_tests_properties(kms_api_asym PROPERTIES
   ENVIRONMENT "KMSFS_ARGON2_OPSLIMIT=1;KMSFS_ARGON2_MEMLIMIT=8192"

@@ -13,87 +13,7 @@
 
 #include <jansson.h>
 
-#include "kms_api.h"
-
-static int failures;
-static char scratch[] = "/tmp/kmsfs-kmsapi-XXXXXX";
-
-#define CHECK(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: %s: check failed: %s\n", __FILE__, __LINE__, __func__, #cond); \
-		failures++; \
-	} \
-} while (0)
-
-static const char *const admin_allow[] = { "kms:*", NULL };
-static const struct kc_caller admin = {
-	.principal = "arn:aws:iam::111122223333:user/admin",
-	.access_key_id = "AKIAADMIN",
-	.identity_allow = admin_allow,
-};
-
-static struct keyclient *engine;
-static struct kc_api_result last;
-static struct kc_error last_err;
-
-/*
- * Run op with the printf-formatted JSON request; returns the status and
- * keeps the result in `last` (freed by the next call).
- */
-__attribute__((format(printf, 2, 3)))
-static enum kc_status call(const char *op, const char *fmt, ...)
-{
-	char text[8192];
-	json_error_t jerr;
-	json_t *request;
-	enum kc_status rc;
-	va_list ap;
-
-	kc_api_result_free(&last);
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof text, fmt, ap);
-	va_end(ap);
-	request = json_loads(text, 0, &jerr);
-	if (!request) {
-		fprintf(stderr, "bad test JSON for %s: %s: %s\n", op, jerr.text, text);
-		failures++;
-		return KC_INTERNAL;
-	}
-	memset(&last_err, 0, sizeof last_err);
-	rc = kc_api_call(engine, op, request, &admin, &last, &last_err);
-	json_decref(request);
-	/* Success leaves no error behind (kmsd reads err as well as the status). */
-	if (rc == KC_OK && (last_err.status != KC_OK || last_err.type[0])) {
-		fprintf(stderr, "%s succeeded but left error %s (%s)\n", op, last_err.type, last_err.message);
-		failures++;
-	}
-	return rc;
-}
-
-#define EXPECT(op, want, ...) do { \
-	enum kc_status got_ = call(op, __VA_ARGS__); \
-	if (got_ != (want)) { \
-		fprintf(stderr, "%s:%d: %s returned %s (%s), want %s\n", __FILE__, __LINE__, op, \
-			got_ ? kc_status_type(got_) : "OK", last_err.message, \
-			(want) ? kc_status_type(want) : "OK"); \
-		failures++; \
-	} \
-} while (0)
-
-static const char *resp_str(const char *name)
-{
-	const char *value = json_string_value(json_object_get(last.response, name));
-
-	return value ? value : "";
-}
-
-static const char *meta_str(const char *name)
-{
-	const char *value = json_string_value(json_object_get(
-			json_object_get(last.response, "KeyMetadata"), name));
-
-	return value ? value : "";
-}
+#include "kms_api_test.h"
 
 /* CreateKey with extra JSON fields; copies the new key id into out. */
 static void create_key(const char *extra, char out[64])
@@ -372,12 +292,9 @@ static void test_tags_and_description(void)
 	CHECK(strcmp(meta_str("Description"), "renamed") == 0);
 }
 
-/* A store made by the embedded engine (schema 1 rows) opens as a KMS API engine. */
-static void test_reopen_durable(const char *dir)
+/* The store keeps its keys across a close and reopen. */
+static void test_reopen_durable(void)
 {
-	struct kc_local_options opts = {
-		.dir = dir, .passphrase = "kms api test", .region = "us-east-1", .account = "111122223333",
-	};
 	char key_id[64];
 	struct kc_error err;
 
@@ -385,7 +302,7 @@ static void test_reopen_durable(const char *dir)
 	kc_api_result_free(&last);
 	keyclient_free(engine);
 	engine = NULL;
-	CHECK(kc_local_open_opts(&opts, &engine, &err) == KC_OK);
+	CHECK(test_open_engine("kms api test", 0, &err) == KC_OK);
 	if (!engine)
 		return;
 	EXPECT("DescribeKey", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
@@ -393,23 +310,8 @@ static void test_reopen_durable(const char *dir)
 
 int main(void)
 {
-	char dir[sizeof scratch + 16];
-	struct kc_local_options opts = {
-		.dir = dir, .create = 1, .passphrase = "kms api test",
-		.region = "us-east-1", .account = "111122223333",
-	};
-	struct kc_error err;
-	char cmd[sizeof dir + 16];
-
-	setenv("KMSFS_ARGON2_OPSLIMIT", "1", 0);
-	setenv("KMSFS_ARGON2_MEMLIMIT", "8192", 0);
-	if (!mkdtemp(scratch))
-		return 2;
-	snprintf(dir, sizeof dir, "%s/store", scratch);
-	if (kc_local_open_opts(&opts, &engine, &err) != KC_OK) {
-		fprintf(stderr, "open: %s\n", err.message);
+	if (test_start("kms_api", "kms api test") != 0)
 		return 1;
-	}
 	test_create_describe();
 	test_list_keys();
 	test_encrypt_decrypt();
@@ -418,16 +320,6 @@ int main(void)
 	test_deletion();
 	test_rotation();
 	test_tags_and_description();
-	test_reopen_durable(dir);
-	kc_api_result_free(&last);
-	keyclient_free(engine);
-	snprintf(cmd, sizeof cmd, "rm -rf %s", scratch);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", scratch);
-	if (failures) {
-		fprintf(stderr, "test_kms_api: %d check(s) failed\n", failures);
-		return 1;
-	}
-	printf("test_kms_api: all checks passed\n");
-	return 0;
+	test_reopen_durable();
+	return test_finish("test_kms_api");
 }

@@ -33,100 +33,10 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
-#include "kms_api.h"
+#include "kms_api_test.h"
 #include "local_internal.h"
 #include "store_import.h"
 
-static int failures;
-static char scratch[] = "/tmp/kmsfs-kmsasym-XXXXXX";
-static char store_dir[sizeof scratch + 16];
-
-#define CHECK(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: %s: check failed: %s\n", __FILE__, __LINE__, __func__, #cond); \
-		failures++; \
-	} \
-} while (0)
-
-static const char *const admin_allow[] = { "kms:*", NULL };
-static const struct kc_caller admin = {
-	.principal = "arn:aws:iam::111122223333:user/admin",
-	.identity_allow = admin_allow,
-};
-
-static struct keyclient *engine;
-static struct kc_api_result last;
-static struct kc_error last_err;
-
-/* ---- calling the API ----------------------------------------------------------------------- */
-
-/* Run op with request (consumed); the result stays in `last` until the next call. */
-static enum kc_status call_json(const char *op, json_t *request)
-{
-	enum kc_status rc;
-
-	kc_api_result_free(&last);
-	memset(&last_err, 0, sizeof last_err);
-	if (!request) {
-		fprintf(stderr, "bad test request for %s\n", op);
-		failures++;
-		return KC_INTERNAL;
-	}
-	rc = kc_api_call(engine, op, request, &admin, &last, &last_err);
-	json_decref(request);
-	return rc;
-}
-
-__attribute__((format(printf, 2, 3)))
-static enum kc_status call(const char *op, const char *fmt, ...)
-{
-	char text[16384];
-	json_error_t jerr;
-	json_t *request;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof text, fmt, ap);
-	va_end(ap);
-	request = json_loads(text, 0, &jerr);
-	if (!request)
-		fprintf(stderr, "bad test JSON for %s: %s: %s\n", op, jerr.text, text);
-	return call_json(op, request);
-}
-
-static void report(int line, const char *op, enum kc_status got, enum kc_status want)
-{
-	fprintf(stderr, "%s:%d: %s returned %s (%s), want %s\n", __FILE__, line, op,
-			got ? kc_status_type(got) : "OK", last_err.message, want ? kc_status_type(want) : "OK");
-	failures++;
-}
-
-#define EXPECT(op, want, ...) do { \
-	enum kc_status got_ = call(op, __VA_ARGS__); \
-	if (got_ != (want)) \
-		report(__LINE__, op, got_, want); \
-} while (0)
-
-#define EXPECT_JSON(op, want, request) do { \
-	enum kc_status got_ = call_json(op, request); \
-	if (got_ != (want)) \
-		report(__LINE__, op, got_, want); \
-} while (0)
-
-static const char *resp_str(const char *name)
-{
-	const char *value = json_string_value(json_object_get(last.response, name));
-
-	return value ? value : "";
-}
-
-static const char *meta_str(const char *name)
-{
-	const char *value = json_string_value(json_object_get(
-			json_object_get(last.response, "KeyMetadata"), name));
-
-	return value ? value : "";
-}
 
 static json_t *b64(const uint8_t *data, size_t len)
 {
@@ -875,7 +785,7 @@ static enum kc_status import_with(const char *key_id, const struct import_params
 #define EXPECT_IMPORT(want, key_id, p, material, len, extra) do { \
 	enum kc_status got_ = import_with(key_id, p, material, len, extra); \
 	if (got_ != (want)) \
-		report(__LINE__, "ImportKeyMaterial", got_, want); \
+		report_status(__FILE__, __LINE__, "ImportKeyMaterial", got_, want); \
 } while (0)
 
 static const char *key_state(const char *key_id)
@@ -915,7 +825,7 @@ static enum kc_status decrypt_blob(const uint8_t *blob, size_t blob_len)
 /* Pushes the key's outstanding parameters' expiry into the past, as 24 hours would. */
 static void expire_params(const char *key_id)
 {
-	char db_path[sizeof store_dir + 32], *message = NULL, sql[160];
+	char db_path[256], *message = NULL, sql[160];
 	sqlite3 *db = NULL;
 
 	snprintf(db_path, sizeof db_path, "%s/keystore.db", store_dir);
@@ -1109,10 +1019,6 @@ static void test_import_expiry(void)
 
 static void test_reopen(void)
 {
-	struct kc_local_options opts = {
-		.dir = store_dir, .passphrase = "kms asym test", .region = "us-east-1",
-		.account = "111122223333",
-	};
 	static const uint8_t message[] = "after reopening";
 	struct import_params p;
 	struct kc_error err;
@@ -1122,7 +1028,7 @@ static void test_reopen(void)
 	kc_api_result_free(&last);
 	keyclient_free(engine);
 	engine = NULL;
-	CHECK(kc_local_open_opts(&opts, &engine, &err) == KC_OK);
+	CHECK(test_open_engine("kms asym test", 0, &err) == KC_OK);
 	if (!engine)
 		return;
 	EXPECT_JSON("Sign", KC_OK, sign_request(keys[P521].id, "ECDSA_SHA_512", "RAW", message,
@@ -1142,22 +1048,8 @@ static void test_reopen(void)
 
 int main(void)
 {
-	struct kc_local_options opts = {
-		.dir = store_dir, .create = 1, .passphrase = "kms asym test",
-		.region = "us-east-1", .account = "111122223333",
-	};
-	struct kc_error err;
-	char cmd[sizeof scratch + 16];
-
-	setenv("KMSFS_ARGON2_OPSLIMIT", "1", 0);
-	setenv("KMSFS_ARGON2_MEMLIMIT", "8192", 0);
-	if (sodium_init() < 0 || !mkdtemp(scratch))
-		return 2;
-	snprintf(store_dir, sizeof store_dir, "%s/store", scratch);
-	if (kc_local_open_opts(&opts, &engine, &err) != KC_OK) {
-		fprintf(stderr, "open: %s\n", err.message);
+	if (test_start("kms_api_asym", "kms asym test") != 0)
 		return 1;
-	}
 	test_create_and_public_keys();
 	test_sign_verify_all();
 	test_foreign_signatures();
@@ -1167,17 +1059,7 @@ int main(void)
 	test_import();
 	test_import_expiry();
 	test_reopen();
-	kc_api_result_free(&last);
-	keyclient_free(engine);
 	for (int i = 0; i < KEY_COUNT; i++)
 		EVP_PKEY_free(keys[i].pub);
-	snprintf(cmd, sizeof cmd, "rm -rf %s", scratch);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", scratch);
-	if (failures) {
-		fprintf(stderr, "test_kms_api_asym: %d check(s) failed\n", failures);
-		return 1;
-	}
-	printf("test_kms_api_asym: all checks passed\n");
-	return 0;
+	return test_finish("test_kms_api_asym");
 }

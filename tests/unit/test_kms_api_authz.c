@@ -23,7 +23,7 @@
 
 #include <jansson.h>
 
-#include "kms_api.h"
+#include "kms_api_test.h"
 #include "local_internal.h"
 #include "policy.h"
 #include "store_grants.h"
@@ -35,83 +35,11 @@
 #define RETIRER_ARN "arn:aws:iam::" ACCOUNT ":user/retirer"
 #define CAROL_ARN "arn:aws:iam::444455556666:user/carol"
 
-static int failures;
-static char scratch[] = "/tmp/kmsfs-authz-XXXXXX";
-static char store_dir[sizeof scratch + 16];
-
-#define CHECK(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: %s: check failed: %s\n", __FILE__, __LINE__, __func__, #cond); \
-		failures++; \
-	} \
-} while (0)
-
 static const char *const everything[] = { "kms:*", NULL };
-static const struct kc_caller admin = { .principal = ADMIN_ARN, .identity_allow = everything };
 static const struct kc_caller bob = { .principal = BOB_ARN };
 static const struct kc_caller retirer = { .principal = RETIRER_ARN };
 static const struct kc_caller carol = { .principal = CAROL_ARN, .identity_allow = everything };
 static const struct kc_caller nobody = { .principal = NULL };
-
-static struct keyclient *engine;
-static struct kc_api_result last;
-static struct kc_error last_err;
-
-/* Run op as caller with request (stolen); the result stays in `last` until the next call. */
-static enum kc_status call_json(struct keyclient *kc, const struct kc_caller *caller,
-		const char *op, json_t *request)
-{
-	enum kc_status rc;
-
-	kc_api_result_free(&last);
-	memset(&last_err, 0, sizeof last_err);
-	if (!request) {
-		fprintf(stderr, "bad test request for %s\n", op);
-		failures++;
-		return KC_INTERNAL;
-	}
-	rc = kc_api_call(kc, op, request, caller, &last, &last_err);
-	json_decref(request);
-	return rc;
-}
-
-__attribute__((format(printf, 3, 4)))
-static enum kc_status call(const struct kc_caller *caller, const char *op, const char *fmt, ...)
-{
-	char text[8192];
-	json_error_t jerr;
-	json_t *request;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof text, fmt, ap);
-	va_end(ap);
-	request = json_loads(text, 0, &jerr);
-	if (!request)
-		fprintf(stderr, "bad test JSON for %s: %s: %s\n", op, jerr.text, text);
-	return call_json(engine, caller, op, request);
-}
-
-static void report(const char *file, int line, const char *op, enum kc_status got,
-		enum kc_status want)
-{
-	fprintf(stderr, "%s:%d: %s returned %s (%s), want %s\n", file, line, op,
-			got ? kc_status_type(got) : "OK", last_err.message,
-			want ? kc_status_type(want) : "OK");
-	failures++;
-}
-
-#define EXPECT(caller, op, want, ...) do { \
-	enum kc_status got_ = call(caller, op, __VA_ARGS__); \
-	if (got_ != (want)) \
-		report(__FILE__, __LINE__, op, got_, want); \
-} while (0)
-
-#define EXPECT_JSON(caller, op, want, request) do { \
-	enum kc_status got_ = call_json(engine, caller, op, request); \
-	if (got_ != (want)) \
-		report(__FILE__, __LINE__, op, got_, want); \
-} while (0)
 
 /* The last error's message is exactly want (printf-formatted). */
 __attribute__((format(printf, 3, 4)))
@@ -130,13 +58,6 @@ static void check_message(int line, const char *op, const char *fmt, ...)
 	}
 }
 
-static const char *resp_str(const char *name)
-{
-	const char *value = json_string_value(json_object_get(last.response, name));
-
-	return value ? value : "";
-}
-
 /* A policy written with single quotes (readable in C), as JSON text in out. */
 static const char *policy_text(const char *single_quoted, char *out, size_t out_len)
 {
@@ -150,7 +71,7 @@ static const char *policy_text(const char *single_quoted, char *out, size_t out_
 
 static void create_key(char key_id[64])
 {
-	EXPECT(&admin, "CreateKey", KC_OK, "{}");
+	EXPECT_AS(&admin, "CreateKey", KC_OK, "{}");
 	snprintf(key_id, 64, "%s", json_string_value(json_object_get(
 			json_object_get(last.response, "KeyMetadata"), "KeyId")));
 }
@@ -160,7 +81,7 @@ static enum kc_status put_policy(const struct kc_caller *caller, const char *key
 {
 	char text[4096];
 
-	return call_json(engine, caller, "PutKeyPolicy", json_pack("{s:s, s:s, s:s, s:b}",
+	return call_json_as(caller, "PutKeyPolicy", json_pack("{s:s, s:s, s:s, s:b}",
 			"KeyId", key_id, "PolicyName", "default",
 			"Policy", policy_text(single_quoted, text, sizeof text),
 			"BypassPolicyLockoutSafetyCheck", bypass));
@@ -169,7 +90,7 @@ static enum kc_status put_policy(const struct kc_caller *caller, const char *key
 #define PUT_POLICY(caller, key_id, policy, bypass, want) do { \
 	enum kc_status got_ = put_policy(caller, key_id, policy, bypass); \
 	if (got_ != (want)) \
-		report(__FILE__, __LINE__, "PutKeyPolicy", got_, want); \
+		report_status(__FILE__, __LINE__, "PutKeyPolicy", got_, want); \
 } while (0)
 
 /* GenerateDataKey under key_id as caller with a JSON context ("" = none); the blob into blob. */
@@ -179,10 +100,10 @@ static enum kc_status gdk(const struct kc_caller *caller, const char *key_id, co
 	enum kc_status rc;
 
 	if (*ctx)
-		rc = call(caller, "GenerateDataKey", "{\"KeyId\": \"%s\", \"NumberOfBytes\": 32, "
+		rc = call_as(caller, "GenerateDataKey", "{\"KeyId\": \"%s\", \"NumberOfBytes\": 32, "
 				"\"EncryptionContext\": %s}", key_id, ctx);
 	else
-		rc = call(caller, "GenerateDataKey", "{\"KeyId\": \"%s\", \"NumberOfBytes\": 32}", key_id);
+		rc = call_as(caller, "GenerateDataKey", "{\"KeyId\": \"%s\", \"NumberOfBytes\": 32}", key_id);
 	if (rc == KC_OK && blob)
 		snprintf(blob, blob_len, "%s", resp_str("CiphertextBlob"));
 	return rc;
@@ -191,7 +112,7 @@ static enum kc_status gdk(const struct kc_caller *caller, const char *key_id, co
 #define GDK(caller, key_id, ctx, want) do { \
 	enum kc_status got_ = gdk(caller, key_id, ctx, NULL, 0); \
 	if (got_ != (want)) \
-		report(__FILE__, __LINE__, "GenerateDataKey", got_, want); \
+		report_status(__FILE__, __LINE__, "GenerateDataKey", got_, want); \
 } while (0)
 
 #define DENIAL "User: %s is not authorized to perform: %s on resource: %s%s " \
@@ -205,37 +126,37 @@ static void test_default_policy(void)
 
 	create_key(key_id);
 	CHECK(gdk(&admin, key_id, "", blob, sizeof blob) == KC_OK);
-	EXPECT(&admin, "Decrypt", KC_OK, "{\"CiphertextBlob\": \"%s\"}", blob);
+	EXPECT_AS(&admin, "Decrypt", KC_OK, "{\"CiphertextBlob\": \"%s\"}", blob);
 
 	/* bob: of the account, but no identity policy */
-	EXPECT(&bob, "Decrypt", KC_ACCESS_DENIED, "{\"CiphertextBlob\": \"%s\"}", blob);
+	EXPECT_AS(&bob, "Decrypt", KC_ACCESS_DENIED, "{\"CiphertextBlob\": \"%s\"}", blob);
 	check_message(__LINE__, "Decrypt", DENIAL, BOB_ARN, "kms:Decrypt", KEY_ARN_PREFIX, key_id,
 			"kms:Decrypt");
 	CHECK(strcmp(last_err.type, "AccessDeniedException") == 0);
 	GDK(&bob, key_id, "", KC_ACCESS_DENIED);
 	check_message(__LINE__, "GenerateDataKey", DENIAL, BOB_ARN, "kms:GenerateDataKey",
 			KEY_ARN_PREFIX, key_id, "kms:GenerateDataKey");
-	EXPECT(&bob, "DescribeKey", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\"}", key_id);
+	EXPECT_AS(&bob, "DescribeKey", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\"}", key_id);
 	check_message(__LINE__, "DescribeKey", DENIAL, BOB_ARN, "kms:DescribeKey", KEY_ARN_PREFIX,
 			key_id, "kms:DescribeKey");
 	CHECK(strcmp(last.key_arn + strlen(KEY_ARN_PREFIX), key_id) == 0);   /* audit still names it */
-	EXPECT(&bob, "CreateKey", KC_ACCESS_DENIED, "{}");
+	EXPECT_AS(&bob, "CreateKey", KC_ACCESS_DENIED, "{}");
 	check_message(__LINE__, "CreateKey", "User: %s is not authorized to perform: kms:CreateKey "
 			"on resource: * because no identity-based policy allows the kms:CreateKey action",
 			BOB_ARN);
-	EXPECT(&bob, "ListKeys", KC_ACCESS_DENIED, "{}");
+	EXPECT_AS(&bob, "ListKeys", KC_ACCESS_DENIED, "{}");
 
 	/* carol has kms:* at home, but the default policy delegates to this account only */
-	EXPECT(&carol, "DescribeKey", KC_ACCESS_DENIED, "{\"KeyId\": \"%s%s\"}", KEY_ARN_PREFIX, key_id);
+	EXPECT_AS(&carol, "DescribeKey", KC_ACCESS_DENIED, "{\"KeyId\": \"%s%s\"}", KEY_ARN_PREFIX, key_id);
 	check_message(__LINE__, "DescribeKey", DENIAL, CAROL_ARN, "kms:DescribeKey", KEY_ARN_PREFIX,
 			key_id, "kms:DescribeKey");
-	EXPECT(&carol, "Decrypt", KC_ACCESS_DENIED, "{\"CiphertextBlob\": \"%s\"}", blob);
-	EXPECT(&carol, "CreateKey", KC_ACCESS_DENIED, "{}");
-	EXPECT(&carol, "ListKeys", KC_ACCESS_DENIED, "{}");
+	EXPECT_AS(&carol, "Decrypt", KC_ACCESS_DENIED, "{\"CiphertextBlob\": \"%s\"}", blob);
+	EXPECT_AS(&carol, "CreateKey", KC_ACCESS_DENIED, "{}");
+	EXPECT_AS(&carol, "ListKeys", KC_ACCESS_DENIED, "{}");
 
 	/* no principal at all */
-	EXPECT(&nobody, "DescribeKey", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\"}", key_id);
-	EXPECT(&nobody, "ListKeys", KC_ACCESS_DENIED, "{}");
+	EXPECT_AS(&nobody, "DescribeKey", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\"}", key_id);
+	EXPECT_AS(&nobody, "ListKeys", KC_ACCESS_DENIED, "{}");
 }
 
 /* ---- GetKeyPolicy, ListKeyPolicies, PutKeyPolicy ---------------------------------------------------- */
@@ -247,41 +168,41 @@ static void test_get_and_list_policies(void)
 		"'Principal': {'AWS': 'arn:aws:iam::" ACCOUNT ":root'}, 'Action': 'kms:*', 'Resource': '*'}]}";
 
 	create_key(key_id);
-	EXPECT(&admin, "GetKeyPolicy", KC_OK, "{\"KeyId\": \"%s\", \"PolicyName\": \"default\"}", key_id);
+	EXPECT_AS(&admin, "GetKeyPolicy", KC_OK, "{\"KeyId\": \"%s\", \"PolicyName\": \"default\"}", key_id);
 	CHECK(kc_policy_default(ACCOUNT, want, sizeof want) != NULL);
 	CHECK(strcmp(resp_str("Policy"), want) == 0);
 	CHECK(strcmp(resp_str("PolicyName"), "default") == 0);
 	CHECK(last.read_only);
-	EXPECT(&admin, "GetKeyPolicy", KC_OK, "{\"KeyId\": \"%s\"}", key_id);   /* name optional */
-	EXPECT(&admin, "GetKeyPolicy", KC_NOT_FOUND, "{\"KeyId\": \"%s\", \"PolicyName\": \"other\"}",
+	EXPECT_AS(&admin, "GetKeyPolicy", KC_OK, "{\"KeyId\": \"%s\"}", key_id);   /* name optional */
+	EXPECT_AS(&admin, "GetKeyPolicy", KC_NOT_FOUND, "{\"KeyId\": \"%s\", \"PolicyName\": \"other\"}",
 			key_id);
-	EXPECT(&admin, "GetKeyPolicy", KC_NOT_FOUND,
+	EXPECT_AS(&admin, "GetKeyPolicy", KC_NOT_FOUND,
 			"{\"KeyId\": \"00000000-0000-4000-8000-000000000000\"}");
-	EXPECT(&bob, "GetKeyPolicy", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\"}", key_id);
+	EXPECT_AS(&bob, "GetKeyPolicy", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\"}", key_id);
 
-	EXPECT(&admin, "ListKeyPolicies", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
+	EXPECT_AS(&admin, "ListKeyPolicies", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
 	CHECK(json_array_size(json_object_get(last.response, "PolicyNames")) == 1);
 	CHECK(strcmp(json_string_value(json_array_get(json_object_get(last.response, "PolicyNames"),
 			0)), "default") == 0);
 	CHECK(json_is_false(json_object_get(last.response, "Truncated")));
-	EXPECT(&admin, "ListKeyPolicies", KC_INVALID_MARKER, "{\"KeyId\": \"%s\", \"Marker\": \"x\"}",
+	EXPECT_AS(&admin, "ListKeyPolicies", KC_INVALID_MARKER, "{\"KeyId\": \"%s\", \"Marker\": \"x\"}",
 			key_id);
-	EXPECT(&bob, "ListKeyPolicies", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\"}", key_id);
+	EXPECT_AS(&bob, "ListKeyPolicies", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\"}", key_id);
 
 	PUT_POLICY(&admin, key_id, put, 0, KC_OK);
 	CHECK(!last.read_only);
-	EXPECT(&admin, "GetKeyPolicy", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
+	EXPECT_AS(&admin, "GetKeyPolicy", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
 	CHECK(strcmp(resp_str("Policy"), policy_text(put, text, sizeof text)) == 0);
 
 	PUT_POLICY(&admin, key_id, "{'Statement': 'nope'}", 0, KC_MALFORMED_POLICY);
 	CHECK(strcmp(last_err.type, "MalformedPolicyDocumentException") == 0);
-	EXPECT(&admin, "PutKeyPolicy", KC_MALFORMED_POLICY, "{\"KeyId\": \"%s\", \"Policy\": "
+	EXPECT_AS(&admin, "PutKeyPolicy", KC_MALFORMED_POLICY, "{\"KeyId\": \"%s\", \"Policy\": "
 			"\"{not json\"}", key_id);
-	EXPECT(&admin, "PutKeyPolicy", KC_VALIDATION, "{\"KeyId\": \"%s\"}", key_id);
-	EXPECT(&admin, "PutKeyPolicy", KC_NOT_FOUND, "{\"KeyId\": \"%s\", \"PolicyName\": \"x\", "
+	EXPECT_AS(&admin, "PutKeyPolicy", KC_VALIDATION, "{\"KeyId\": \"%s\"}", key_id);
+	EXPECT_AS(&admin, "PutKeyPolicy", KC_NOT_FOUND, "{\"KeyId\": \"%s\", \"PolicyName\": \"x\", "
 			"\"Policy\": \"{}\"}", key_id);
 	PUT_POLICY(&bob, key_id, put, 0, KC_ACCESS_DENIED);
-	EXPECT(&admin, "GetKeyPolicy", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
+	EXPECT_AS(&admin, "GetKeyPolicy", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
 	CHECK(strcmp(resp_str("Policy"), text) == 0);   /* the refused ones changed nothing */
 }
 
@@ -302,13 +223,13 @@ static void test_policy_names_bob(void)
 	PUT_POLICY(&admin, key_id, with_bob, 0, KC_OK);
 	/* the very next request sees the new policy: no identity policy needed when named */
 	CHECK(gdk(&bob, key_id, "", blob, sizeof blob) == KC_OK);
-	EXPECT(&bob, "Decrypt", KC_OK, "{\"CiphertextBlob\": \"%s\"}", blob);
-	EXPECT(&bob, "DescribeKey", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\"}", key_id);
-	EXPECT(&bob, "Encrypt", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\", \"Plaintext\": \"AAAA\"}", key_id);
+	EXPECT_AS(&bob, "Decrypt", KC_OK, "{\"CiphertextBlob\": \"%s\"}", blob);
+	EXPECT_AS(&bob, "DescribeKey", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\"}", key_id);
+	EXPECT_AS(&bob, "Encrypt", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\", \"Plaintext\": \"AAAA\"}", key_id);
 	GDK(&admin, key_id, "", KC_OK);   /* the account's identity policies still decide for admin */
 	PUT_POLICY(&admin, key_id, without_bob, 0, KC_OK);
 	GDK(&bob, key_id, "", KC_ACCESS_DENIED);
-	EXPECT(&bob, "Decrypt", KC_ACCESS_DENIED, "{\"CiphertextBlob\": \"%s\"}", blob);
+	EXPECT_AS(&bob, "Decrypt", KC_ACCESS_DENIED, "{\"CiphertextBlob\": \"%s\"}", blob);
 
 	/* a policy naming carol's account lets carol's own identity policy decide (cross-account) */
 	PUT_POLICY(&admin, key_id, "{'Statement': ["
@@ -316,7 +237,7 @@ static void test_policy_names_bob(void)
 			"'Action': 'kms:*', 'Resource': '*'}, "
 			"{'Effect': 'Allow', 'Principal': {'AWS': '444455556666'}, "
 			"'Action': 'kms:DescribeKey', 'Resource': '*'}]}", 0, KC_OK);
-	EXPECT(&carol, "DescribeKey", KC_OK, "{\"KeyId\": \"%s%s\"}", KEY_ARN_PREFIX, key_id);
+	EXPECT_AS(&carol, "DescribeKey", KC_OK, "{\"KeyId\": \"%s%s\"}", KEY_ARN_PREFIX, key_id);
 	GDK(&carol, key_id, "", KC_ACCESS_DENIED);
 }
 
@@ -331,21 +252,21 @@ static void test_explicit_deny(void)
 			"'Action': 'kms:*', 'Resource': '*'}, "
 			"{'Effect': 'Deny', 'Principal': {'AWS': '" ADMIN_ARN "'}, "
 			"'Action': 'kms:Decrypt', 'Resource': '*'}]}", 0, KC_OK);
-	EXPECT(&admin, "Decrypt", KC_ACCESS_DENIED, "{\"CiphertextBlob\": \"%s\"}", blob);
+	EXPECT_AS(&admin, "Decrypt", KC_ACCESS_DENIED, "{\"CiphertextBlob\": \"%s\"}", blob);
 	check_message(__LINE__, "Decrypt", "User: %s is not authorized to perform: kms:Decrypt on "
 			"resource: %s%s with an explicit deny in a resource-based policy", ADMIN_ARN,
 			KEY_ARN_PREFIX, key_id);
 	GDK(&admin, key_id, "", KC_OK);   /* kms:* still holds for everything else */
 
 	/* a Deny also beats a grant */
-	EXPECT(&admin, "CreateGrant", KC_OK, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\", "
+	EXPECT_AS(&admin, "CreateGrant", KC_OK, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\", "
 			"\"Operations\": [\"Decrypt\"]}", key_id, BOB_ARN);
 	PUT_POLICY(&admin, key_id, "{'Statement': ["
 			"{'Effect': 'Allow', 'Principal': {'AWS': 'arn:aws:iam::" ACCOUNT ":root'}, "
 			"'Action': 'kms:*', 'Resource': '*'}, "
 			"{'Effect': 'Deny', 'Principal': '*', 'Action': 'kms:Decrypt', 'Resource': '*'}]}",
 			0, KC_OK);
-	EXPECT(&bob, "Decrypt", KC_ACCESS_DENIED, "{\"CiphertextBlob\": \"%s\"}", blob);
+	EXPECT_AS(&bob, "Decrypt", KC_ACCESS_DENIED, "{\"CiphertextBlob\": \"%s\"}", blob);
 	CHECK(strstr(last_err.message, "explicit deny") != NULL);
 }
 
@@ -390,8 +311,8 @@ static void test_lockout_check(void)
 			"'Action': 'kms:Put*', 'Resource': '*'}]}", 0, KC_MALFORMED_POLICY);
 	/* the bypass takes the caller at its word */
 	PUT_POLICY(&admin, key_id, bob_only, 1, KC_OK);
-	EXPECT(&admin, "GetKeyPolicy", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\"}", key_id);
-	EXPECT(&bob, "GetKeyPolicy", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
+	EXPECT_AS(&admin, "GetKeyPolicy", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\"}", key_id);
+	EXPECT_AS(&bob, "GetKeyPolicy", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
 }
 
 /* ---- grants ---------------------------------------------------------------------------------------- */
@@ -409,7 +330,7 @@ static int is_hex64(const char *s)
 static void create_grant(const char *key_id, const char *extra, char grant_id[80],
 		char token[256])
 {
-	EXPECT(&admin, "CreateGrant", KC_OK, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\", %s}",
+	EXPECT_AS(&admin, "CreateGrant", KC_OK, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\", %s}",
 			key_id, BOB_ARN, extra);
 	snprintf(grant_id, 80, "%s", resp_str("GrantId"));
 	snprintf(token, 256, "%s", resp_str("GrantToken"));
@@ -450,12 +371,12 @@ static void test_grant_lifecycle(void)
 
 	/* the grant works at once, and only for its operations */
 	CHECK(gdk(&bob, key_id, "", blob, sizeof blob) == KC_OK);
-	EXPECT(&bob, "Decrypt", KC_OK, "{\"CiphertextBlob\": \"%s\"}", blob);
-	EXPECT(&bob, "DescribeKey", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\"}", key_id);
-	EXPECT(&bob, "Encrypt", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\", \"Plaintext\": \"AAAA\"}", key_id);
-	EXPECT(&bob, "GenerateDataKeyWithoutPlaintext", KC_ACCESS_DENIED,
+	EXPECT_AS(&bob, "Decrypt", KC_OK, "{\"CiphertextBlob\": \"%s\"}", blob);
+	EXPECT_AS(&bob, "DescribeKey", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\"}", key_id);
+	EXPECT_AS(&bob, "Encrypt", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\", \"Plaintext\": \"AAAA\"}", key_id);
+	EXPECT_AS(&bob, "GenerateDataKeyWithoutPlaintext", KC_ACCESS_DENIED,
 			"{\"KeyId\": \"%s\", \"NumberOfBytes\": 32}", key_id);
-	EXPECT(&bob, "CreateGrant", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\", \"GranteePrincipal\": "
+	EXPECT_AS(&bob, "CreateGrant", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\", \"GranteePrincipal\": "
 			"\"%s\", \"Operations\": [\"Decrypt\"]}", key_id, BOB_ARN);
 
 	/* the same request again (same Name and all) is the same grant; a different one is not */
@@ -466,61 +387,61 @@ static void test_grant_lifecycle(void)
 	CHECK(strcmp(again_id, grant_id) != 0);
 
 	/* ListGrants */
-	EXPECT(&admin, "ListGrants", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
+	EXPECT_AS(&admin, "ListGrants", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
 	CHECK(json_array_size(json_object_get(last.response, "Grants")) == 2);
 	check_listed_grant(json_array_get(json_object_get(last.response, "Grants"), 0), key_id, grant_id);
 	CHECK(json_is_false(json_object_get(last.response, "Truncated")));
-	EXPECT(&admin, "ListGrants", KC_OK, "{\"KeyId\": \"%s\", \"Limit\": 1}", key_id);
+	EXPECT_AS(&admin, "ListGrants", KC_OK, "{\"KeyId\": \"%s\", \"Limit\": 1}", key_id);
 	CHECK(json_array_size(json_object_get(last.response, "Grants")) == 1);
 	CHECK(json_is_true(json_object_get(last.response, "Truncated")));
-	EXPECT(&admin, "ListGrants", KC_OK, "{\"KeyId\": \"%s\", \"Limit\": 1, \"Marker\": \"%s\"}",
+	EXPECT_AS(&admin, "ListGrants", KC_OK, "{\"KeyId\": \"%s\", \"Limit\": 1, \"Marker\": \"%s\"}",
 			key_id, resp_str("NextMarker"));
 	CHECK(strcmp(json_string_value(json_object_get(json_array_get(
 			json_object_get(last.response, "Grants"), 0), "GrantId")), again_id) == 0);
 	CHECK(json_is_false(json_object_get(last.response, "Truncated")));
-	EXPECT(&admin, "ListGrants", KC_OK, "{\"KeyId\": \"%s\", \"GrantId\": \"%s\"}", key_id,
+	EXPECT_AS(&admin, "ListGrants", KC_OK, "{\"KeyId\": \"%s\", \"GrantId\": \"%s\"}", key_id,
 			grant_id);
 	CHECK(json_array_size(json_object_get(last.response, "Grants")) == 1);
-	EXPECT(&admin, "ListGrants", KC_OK, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\"}",
+	EXPECT_AS(&admin, "ListGrants", KC_OK, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\"}",
 			key_id, CAROL_ARN);
 	CHECK(json_array_size(json_object_get(last.response, "Grants")) == 0);
-	EXPECT(&admin, "ListGrants", KC_INVALID_MARKER, "{\"KeyId\": \"%s\", \"Marker\": \"kmsd-x\"}",
+	EXPECT_AS(&admin, "ListGrants", KC_INVALID_MARKER, "{\"KeyId\": \"%s\", \"Marker\": \"kmsd-x\"}",
 			key_id);
-	EXPECT(&admin, "ListGrants", KC_INVALID_GRANT_ID, "{\"KeyId\": \"%s\", \"GrantId\": \"nope\"}",
+	EXPECT_AS(&admin, "ListGrants", KC_INVALID_GRANT_ID, "{\"KeyId\": \"%s\", \"GrantId\": \"nope\"}",
 			key_id);
-	EXPECT(&bob, "ListGrants", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\"}", key_id);
+	EXPECT_AS(&bob, "ListGrants", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\"}", key_id);
 
 	/* ListRetirableGrants: every grant retirer may retire */
-	EXPECT(&admin, "ListRetirableGrants", KC_OK, "{\"RetiringPrincipal\": \"%s\"}", RETIRER_ARN);
+	EXPECT_AS(&admin, "ListRetirableGrants", KC_OK, "{\"RetiringPrincipal\": \"%s\"}", RETIRER_ARN);
 	CHECK(json_array_size(json_object_get(last.response, "Grants")) == 1);
 	check_listed_grant(json_array_get(json_object_get(last.response, "Grants"), 0), key_id, grant_id);
-	EXPECT(&admin, "ListRetirableGrants", KC_VALIDATION, "{}");
-	EXPECT(&bob, "ListRetirableGrants", KC_ACCESS_DENIED, "{\"RetiringPrincipal\": \"%s\"}",
+	EXPECT_AS(&admin, "ListRetirableGrants", KC_VALIDATION, "{}");
+	EXPECT_AS(&bob, "ListRetirableGrants", KC_ACCESS_DENIED, "{\"RetiringPrincipal\": \"%s\"}",
 			RETIRER_ARN);
 
 	/* RetireGrant: not by bob (the grant lacks RetireGrant), by its retiring principal */
-	EXPECT(&bob, "RetireGrant", KC_ACCESS_DENIED, "{\"GrantToken\": \"%s\"}", token);
-	EXPECT(&retirer, "RetireGrant", KC_OK, "{\"GrantToken\": \"%s\"}", token);
+	EXPECT_AS(&bob, "RetireGrant", KC_ACCESS_DENIED, "{\"GrantToken\": \"%s\"}", token);
+	EXPECT_AS(&retirer, "RetireGrant", KC_OK, "{\"GrantToken\": \"%s\"}", token);
 	CHECK(strcmp(last.key_arn + strlen(KEY_ARN_PREFIX), key_id) == 0);
 	GDK(&bob, key_id, "", KC_ACCESS_DENIED);
-	EXPECT(&bob, "Decrypt", KC_OK, "{\"CiphertextBlob\": \"%s\"}", blob);   /* the other grant */
-	EXPECT(&retirer, "RetireGrant", KC_NOT_FOUND, "{\"GrantToken\": \"%s\"}", token);
-	EXPECT(&retirer, "RetireGrant", KC_INVALID_GRANT_TOKEN, "{\"GrantToken\": \"not a token\"}");
-	EXPECT(&retirer, "RetireGrant", KC_VALIDATION, "{\"GrantId\": \"%s\"}", grant_id);
+	EXPECT_AS(&bob, "Decrypt", KC_OK, "{\"CiphertextBlob\": \"%s\"}", blob);   /* the other grant */
+	EXPECT_AS(&retirer, "RetireGrant", KC_NOT_FOUND, "{\"GrantToken\": \"%s\"}", token);
+	EXPECT_AS(&retirer, "RetireGrant", KC_INVALID_GRANT_TOKEN, "{\"GrantToken\": \"not a token\"}");
+	EXPECT_AS(&retirer, "RetireGrant", KC_VALIDATION, "{\"GrantId\": \"%s\"}", grant_id);
 
 	/* RevokeGrant by admin (kms:RevokeGrant through the default policy) */
-	EXPECT(&bob, "RevokeGrant", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\", \"GrantId\": \"%s\"}",
+	EXPECT_AS(&bob, "RevokeGrant", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\", \"GrantId\": \"%s\"}",
 			key_id, again_id);
-	EXPECT(&admin, "RevokeGrant", KC_OK, "{\"KeyId\": \"%s\", \"GrantId\": \"%s\"}", key_id,
+	EXPECT_AS(&admin, "RevokeGrant", KC_OK, "{\"KeyId\": \"%s\", \"GrantId\": \"%s\"}", key_id,
 			again_id);
-	EXPECT(&bob, "Decrypt", KC_ACCESS_DENIED, "{\"CiphertextBlob\": \"%s\"}", blob);
+	EXPECT_AS(&bob, "Decrypt", KC_ACCESS_DENIED, "{\"CiphertextBlob\": \"%s\"}", blob);
 	check_message(__LINE__, "Decrypt", DENIAL, BOB_ARN, "kms:Decrypt", KEY_ARN_PREFIX, key_id,
 			"kms:Decrypt");
-	EXPECT(&admin, "RevokeGrant", KC_NOT_FOUND, "{\"KeyId\": \"%s\", \"GrantId\": \"%s\"}", key_id,
+	EXPECT_AS(&admin, "RevokeGrant", KC_NOT_FOUND, "{\"KeyId\": \"%s\", \"GrantId\": \"%s\"}", key_id,
 			again_id);
-	EXPECT(&admin, "RevokeGrant", KC_INVALID_GRANT_ID, "{\"KeyId\": \"%s\", \"GrantId\": \"xyz\"}",
+	EXPECT_AS(&admin, "RevokeGrant", KC_INVALID_GRANT_ID, "{\"KeyId\": \"%s\", \"GrantId\": \"xyz\"}",
 			key_id);
-	EXPECT(&admin, "ListGrants", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
+	EXPECT_AS(&admin, "ListGrants", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
 	CHECK(json_array_size(json_object_get(last.response, "Grants")) == 0);
 }
 
@@ -531,15 +452,15 @@ static void test_grant_retire_rules(void)
 	create_key(key_id);
 	/* the grantee retires a grant that allows RetireGrant, by key and grant id */
 	create_grant(key_id, "\"Operations\": [\"Decrypt\", \"RetireGrant\"]", grant_id, token);
-	EXPECT(&retirer, "RetireGrant", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\", \"GrantId\": \"%s\"}",
+	EXPECT_AS(&retirer, "RetireGrant", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\", \"GrantId\": \"%s\"}",
 			key_id, grant_id);
-	EXPECT(&bob, "RetireGrant", KC_OK, "{\"KeyId\": \"%s\", \"GrantId\": \"%s\"}", key_id, grant_id);
-	EXPECT(&bob, "RetireGrant", KC_NOT_FOUND, "{\"KeyId\": \"%s\", \"GrantId\": \"%s\"}", key_id,
+	EXPECT_AS(&bob, "RetireGrant", KC_OK, "{\"KeyId\": \"%s\", \"GrantId\": \"%s\"}", key_id, grant_id);
+	EXPECT_AS(&bob, "RetireGrant", KC_NOT_FOUND, "{\"KeyId\": \"%s\", \"GrantId\": \"%s\"}", key_id,
 			grant_id);
 	/* the key's account (admin's kms:RetireGrant) retires any; carol, of another, does not */
 	create_grant(key_id, "\"Operations\": [\"Decrypt\"]", grant_id, token);
-	EXPECT(&carol, "RetireGrant", KC_ACCESS_DENIED, "{\"GrantToken\": \"%s\"}", token);
-	EXPECT(&admin, "RetireGrant", KC_OK, "{\"GrantToken\": \"%s\"}", token);
+	EXPECT_AS(&carol, "RetireGrant", KC_ACCESS_DENIED, "{\"GrantToken\": \"%s\"}", token);
+	EXPECT_AS(&admin, "RetireGrant", KC_OK, "{\"GrantToken\": \"%s\"}", token);
 }
 
 static void test_grant_constraints(void)
@@ -555,11 +476,11 @@ static void test_grant_constraints(void)
 	GDK(&bob, key_id, "{\"purpose\": \"restore\"}", KC_ACCESS_DENIED);
 	GDK(&bob, key_id, "", KC_ACCESS_DENIED);
 	/* constraints bind only operations that take a context */
-	EXPECT(&bob, "DescribeKey", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
-	EXPECT(&admin, "ListGrants", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
+	EXPECT_AS(&bob, "DescribeKey", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
+	EXPECT_AS(&admin, "ListGrants", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
 	CHECK(json_is_object(json_object_get(json_object_get(json_array_get(json_object_get(
 			last.response, "Grants"), 0), "Constraints"), "EncryptionContextSubset")));
-	EXPECT(&admin, "RevokeGrant", KC_OK, "{\"KeyId\": \"%s\", \"GrantId\": \"%s\"}", key_id,
+	EXPECT_AS(&admin, "RevokeGrant", KC_OK, "{\"KeyId\": \"%s\", \"GrantId\": \"%s\"}", key_id,
 			grant_id);
 
 	create_grant(key_id, "\"Operations\": [\"GenerateDataKey\"], "
@@ -574,36 +495,36 @@ static void test_grant_validation(void)
 	char key_id[64], grant_id[80], token[256];
 
 	create_key(key_id);
-	EXPECT(&admin, "CreateGrant", KC_VALIDATION, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\"}",
+	EXPECT_AS(&admin, "CreateGrant", KC_VALIDATION, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\"}",
 			key_id, BOB_ARN);
-	EXPECT(&admin, "CreateGrant", KC_VALIDATION, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\", "
+	EXPECT_AS(&admin, "CreateGrant", KC_VALIDATION, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\", "
 			"\"Operations\": [\"Fly\"]}", key_id, BOB_ARN);
-	EXPECT(&admin, "CreateGrant", KC_VALIDATION, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\", "
+	EXPECT_AS(&admin, "CreateGrant", KC_VALIDATION, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\", "
 			"\"Operations\": []}", key_id, BOB_ARN);
-	EXPECT(&admin, "CreateGrant", KC_VALIDATION, "{\"KeyId\": \"%s\", \"Operations\": [\"Decrypt\"]}",
+	EXPECT_AS(&admin, "CreateGrant", KC_VALIDATION, "{\"KeyId\": \"%s\", \"Operations\": [\"Decrypt\"]}",
 			key_id);
-	EXPECT(&admin, "CreateGrant", KC_VALIDATION, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\", "
+	EXPECT_AS(&admin, "CreateGrant", KC_VALIDATION, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\", "
 			"\"Operations\": [\"Decrypt\"], \"Constraints\": {\"Other\": {}}}", key_id, BOB_ARN);
-	EXPECT(&admin, "CreateGrant", KC_VALIDATION, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\", "
+	EXPECT_AS(&admin, "CreateGrant", KC_VALIDATION, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\", "
 			"\"Operations\": [\"Decrypt\"], \"Name\": \"no spaces\"}", key_id, BOB_ARN);
-	EXPECT(&admin, "CreateGrant", KC_INVALID_ARN, "{\"KeyId\": \"%s\", \"GranteePrincipal\": "
+	EXPECT_AS(&admin, "CreateGrant", KC_INVALID_ARN, "{\"KeyId\": \"%s\", \"GranteePrincipal\": "
 			"\"bob\", \"Operations\": [\"Decrypt\"]}", key_id);
-	EXPECT(&admin, "CreateGrant", KC_NOT_FOUND, "{\"KeyId\": \"00000000-0000-4000-8000-000000000000\", "
+	EXPECT_AS(&admin, "CreateGrant", KC_NOT_FOUND, "{\"KeyId\": \"00000000-0000-4000-8000-000000000000\", "
 			"\"GranteePrincipal\": \"%s\", \"Operations\": [\"Decrypt\"]}", BOB_ARN);
 
 	/* a grantee with CreateGrant passes on no more than it has */
 	create_grant(key_id, "\"Operations\": [\"CreateGrant\", \"Decrypt\"]", grant_id, token);
-	EXPECT(&bob, "CreateGrant", KC_OK, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\", "
+	EXPECT_AS(&bob, "CreateGrant", KC_OK, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\", "
 			"\"Operations\": [\"Decrypt\"]}", key_id, CAROL_ARN);
-	EXPECT(&bob, "CreateGrant", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\", "
+	EXPECT_AS(&bob, "CreateGrant", KC_ACCESS_DENIED, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\", "
 			"\"Operations\": [\"Decrypt\", \"Encrypt\"]}", key_id, CAROL_ARN);
 
 	/* a key pending deletion takes no new grants */
-	EXPECT(&admin, "ScheduleKeyDeletion", KC_OK, "{\"KeyId\": \"%s\", \"PendingWindowInDays\": 7}",
+	EXPECT_AS(&admin, "ScheduleKeyDeletion", KC_OK, "{\"KeyId\": \"%s\", \"PendingWindowInDays\": 7}",
 			key_id);
-	EXPECT(&admin, "CreateGrant", KC_INVALID_STATE, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\", "
+	EXPECT_AS(&admin, "CreateGrant", KC_INVALID_STATE, "{\"KeyId\": \"%s\", \"GranteePrincipal\": \"%s\", "
 			"\"Operations\": [\"Decrypt\"]}", key_id, BOB_ARN);
-	EXPECT(&admin, "ListGrants", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
+	EXPECT_AS(&admin, "ListGrants", KC_OK, "{\"KeyId\": \"%s\"}", key_id);
 }
 
 /* ---- policy changes from another connection ------------------------------------------------------- */
@@ -618,7 +539,7 @@ static void test_other_connection(void)
 		"\"Action\": \"kms:*\", \"Resource\": \"*\"}, "
 		"{\"Effect\": \"Allow\", \"Principal\": {\"AWS\": \"" BOB_ARN "\"}, "
 		"\"Action\": \"kms:GenerateDataKey\", \"Resource\": \"*\"}]}";
-	struct keyclient *other = NULL;
+	struct keyclient *other = NULL, *mine;
 	struct kc_error err;
 	char key_id[64];
 
@@ -629,8 +550,11 @@ static void test_other_connection(void)
 	PUT_POLICY(&admin, key_id, "{'Statement': [{'Effect': 'Allow', 'Principal': {'AWS': "
 			"'arn:aws:iam::" ACCOUNT ":root'}, 'Action': 'kms:*', 'Resource': '*'}]}", 0, KC_OK);
 	GDK(&bob, key_id, "", KC_ACCESS_DENIED);   /* this connection has the policy compiled */
-	CHECK(call_json(other, &admin, "PutKeyPolicy", json_pack("{s:s, s:s}", "KeyId", key_id,
+	mine = engine;
+	engine = other;   /* the change comes through the other connection */
+	CHECK(call_json_as(&admin, "PutKeyPolicy", json_pack("{s:s, s:s}", "KeyId", key_id,
 			"Policy", with_bob)) == KC_OK);
+	engine = mine;
 	GDK(&bob, key_id, "", KC_OK);
 	kc_api_result_free(&last);
 	keyclient_free(other);
@@ -812,22 +736,8 @@ static void test_cost(void)
 
 int main(void)
 {
-	struct kc_local_options opts = {
-		.dir = store_dir, .create = 1, .passphrase = "authz test",
-		.region = "us-east-1", .account = ACCOUNT,
-	};
-	struct kc_error err;
-	char cmd[sizeof store_dir + 16];
-
-	setenv("KMSFS_ARGON2_OPSLIMIT", "1", 0);
-	setenv("KMSFS_ARGON2_MEMLIMIT", "8192", 0);
-	if (!mkdtemp(scratch))
-		return 2;
-	snprintf(store_dir, sizeof store_dir, "%s/store", scratch);
-	if (kc_local_open_opts(&opts, &engine, &err) != KC_OK) {
-		fprintf(stderr, "open: %s\n", err.message);
+	if (test_start("kms_api_authz", "authz test") != 0)
 		return 1;
-	}
 	test_default_policy();
 	test_get_and_list_policies();
 	test_policy_names_bob();
@@ -842,15 +752,5 @@ int main(void)
 	test_compiled_once();
 	test_threads();
 	test_cost();
-	kc_api_result_free(&last);
-	keyclient_free(engine);
-	snprintf(cmd, sizeof cmd, "rm -rf %s", scratch);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", scratch);
-	if (failures) {
-		fprintf(stderr, "test_kms_api_authz: %d check(s) failed\n", failures);
-		return 1;
-	}
-	printf("test_kms_api_authz: all checks passed\n");
-	return 0;
+	return test_finish("test_kms_api_authz");
 }
