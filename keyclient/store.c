@@ -189,6 +189,24 @@ void kc_store_copy_text(sqlite3_stmt *stmt, int col, char *out, size_t out_len)
 	copy_text(out, out_len, sqlite3_column_text(stmt, col));
 }
 
+/* Runs a one-parameter (key id) statement with no result rows. */
+enum kc_status kc_store_run_for_key(struct kc_store *store, const char *sql, const char *key_id,
+		const char *what, struct kc_error *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	enum kc_status rc;
+
+	kc_store_lock(store);
+	rc = kc_store_prepare(store, sql, &stmt, err);
+	if (rc == KC_OK) {
+		sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
+		rc = kc_store_step_done(store, stmt, what, err);
+	}
+	kc_store_release(store, stmt);
+	kc_store_unlock(store);
+	return rc;
+}
+
 /* ---- transactions --------------------------------------------------------------- */
 
 /*

@@ -150,24 +150,6 @@ out:
 	return rc;
 }
 
-/* Runs a one-parameter (key id) statement with no result rows. */
-static enum kc_status run_for_key(struct kc_store *store, const char *sql, const char *key_id,
-		const char *what, struct kc_error *err)
-{
-	sqlite3_stmt *stmt = NULL;
-	enum kc_status rc;
-
-	kc_store_lock(store);
-	rc = kc_store_prepare(store, sql, &stmt, err);
-	if (rc == KC_OK) {
-		sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
-		rc = kc_store_step_done(store, stmt, what, err);
-	}
-	kc_store_release(store, stmt);
-	kc_store_unlock(store);
-	return rc;
-}
-
 enum kc_status kc_store_spend_import_params(struct kc_store *store, const char *key_id,
 		struct kc_error *err)
 {
@@ -178,12 +160,12 @@ enum kc_status kc_store_spend_import_params(struct kc_store *store, const char *
 	rc = kc_store_txn_begin(store, err);
 	if (rc != KC_OK)
 		return rc;
-	rc = run_for_key(store, "UPDATE import_params SET token = X'', wrapping_sealed = X'', "
+	rc = kc_store_run_for_key(store, "UPDATE import_params SET token = X'', wrapping_sealed = X'', "
 			"wrapping_spec = '', wrapping_algorithm = '', expires = 0 WHERE key_id = ?1",
 			key_id, "spending import parameters", err);
 	/* A row with nothing left to keep goes altogether. */
 	if (rc == KC_OK)
-		rc = run_for_key(store, "DELETE FROM import_params WHERE key_id = ?1 AND "
+		rc = kc_store_run_for_key(store, "DELETE FROM import_params WHERE key_id = ?1 AND "
 				"fingerprint IS NULL", key_id, "spending import parameters", err);
 	return kc_store_txn_end(store, rc, err);
 }

@@ -70,6 +70,9 @@ enum kc_status kc_store_step_done(struct kc_store *store, sqlite3_stmt *stmt, co
 enum kc_status kc_store_exec(struct kc_store *store, const char *sql, const char *what,
 		struct kc_error *err);
 enum kc_status kc_store_db_fail(struct kc_store *store, struct kc_error *err, const char *what);
+/* Run sql, whose one parameter ?1 is key_id, to completion (no result rows). */
+enum kc_status kc_store_run_for_key(struct kc_store *store, const char *sql, const char *key_id,
+		const char *what, struct kc_error *err);
 
 /*
  * Copy column col of the current row (TEXT) into out, "" when NULL.

@@ -198,28 +198,10 @@ out:
 	return rc;
 }
 
-/* Runs a one-parameter (key id) statement with no result rows. */
-static enum kc_status run_for_key(struct kc_store *store, const char *sql, const char *key_id,
-		const char *what, struct kc_error *err)
-{
-	sqlite3_stmt *stmt = NULL;
-	enum kc_status rc;
-
-	kc_store_lock(store);
-	rc = kc_store_prepare(store, sql, &stmt, err);
-	if (rc == KC_OK) {
-		sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC);
-		rc = kc_store_step_done(store, stmt, what, err);
-	}
-	kc_store_release(store, stmt);
-	kc_store_unlock(store);
-	return rc;
-}
-
 enum kc_status kc_store_delete_materials(struct kc_store *store, const char *key_id,
 		struct kc_error *err)
 {
-	return run_for_key(store, "DELETE FROM key_material WHERE key_id = ?1", key_id,
+	return kc_store_run_for_key(store, "DELETE FROM key_material WHERE key_id = ?1", key_id,
 			"deleting key material", err);
 }
 
@@ -376,7 +358,7 @@ enum kc_status kc_store_delete_key(struct kc_store *store, const char *key_id,
 	if (rc != KC_OK)
 		return rc;
 	for (size_t i = 0; rc == KC_OK && i < sizeof delete_key_sql / sizeof *delete_key_sql; i++)
-		rc = run_for_key(store, delete_key_sql[i], key_id, "deleting a key", err);
+		rc = kc_store_run_for_key(store, delete_key_sql[i], key_id, "deleting a key", err);
 	return kc_store_txn_end(store, rc, err);
 }
 
