@@ -36,13 +36,22 @@ static void context_for(struct kc_context *ctx, const char *file_id_hex)
 	kc_context_add(ctx, "kmsfs:file", file_id_hex);
 }
 
-/* Map a key-service refusal to what the application sees (S3-like). */
+/*
+ * Map a key-service refusal to what the application sees (S3-like): not
+ * allowed, unsigned or badly signed (a uid without credentials, or with
+ * wrong ones), or a key that cannot be used are EACCES; anything else -
+ * an unreachable service, a damaged blob - is EIO.
+ */
 static int errno_for_status(enum kc_status status)
 {
 	switch (status) {
 	case KC_OK:
 		return 0;
 	case KC_ACCESS_DENIED:
+	case KC_MISSING_AUTH:
+	case KC_UNRECOGNIZED_CLIENT:
+	case KC_INVALID_SIGNATURE:
+	case KC_INCOMPLETE_SIGNATURE:
 	case KC_DISABLED:
 	case KC_NOT_FOUND:
 	case KC_INVALID_STATE:
