@@ -317,6 +317,54 @@ enum kc_status kc_local_open_opts(const struct kc_local_options *opts,
 /* Principal name the local engine uses for a uid: "uid:N". */
 void kc_local_principal(uid_t uid, char *out, size_t out_len);
 
+/* ---- the remote transport -------------------------------------------------- */
+
+/*
+ * The same interface over the AWS KMS JSON 1.1 API (HTTP or HTTPS, SigV4),
+ * to kmsd or to AWS KMS itself. Each call is signed with the credentials
+ * registered for caller->principal (kc_remote_add_principal); a principal
+ * with none sends the request unsigned, which the service answers with
+ * MissingAuthenticationTokenException.
+ *
+ * Network errors, timeouts, HTTP 5xx and throttling errors
+ * (ThrottlingException and the rest of the AWS SDKs' list) are retried
+ * with exponential backoff and full jitter; other 4xx answers never are.
+ * When the attempts run out unanswered: KC_DEPENDENCY_TIMEOUT ("key
+ * service <endpoint> unreachable: ..."). TLS peers are always verified.
+ * set_key_principal answers KC_UNSUPPORTED_OPERATION: a remote key's
+ * policy and grants are managed with the service's own tools.
+ */
+struct kc_remote_options {
+	const char *endpoint;        /* "http://127.0.0.1:4599", "https://kms.us-east-1.amazonaws.com" */
+	const char *region;          /* the SigV4 credential scope: "us-east-1" */
+	const char *ca_file;         /* PEM CA bundle to trust instead of the system's; NULL: system */
+	long connect_timeout_ms;     /* 0: 2000 */
+	long request_timeout_ms;     /* one attempt, connecting included; 0: 5000 */
+	int retries;                 /* attempts after the first; 0: 3, KC_REMOTE_NO_RETRY: none */
+	long backoff_base_ms;        /* first retry waits up to this; 0: 50 */
+	long backoff_max_ms;         /* no retry waits longer; 0: 1000 */
+};
+#define KC_REMOTE_NO_RETRY (-1)
+
+/* What signs a principal's requests; copied into secure memory by kc_remote_add_principal. */
+struct kc_remote_credentials {
+	const char *access_key_id;
+	const char *secret_access_key;
+	const char *session_token;   /* NULL: long-term keys; else sent as X-Amz-Security-Token */
+};
+
+/* No network traffic yet: connections are made by the first calls. */
+enum kc_status kc_remote_open(const struct kc_remote_options *opts, struct keyclient **out,
+		struct kc_error *err);
+
+/*
+ * Sign principal's calls with creds from now on (replacing what it had:
+ * refreshed session credentials). Safe while other threads make calls.
+ * kc not a remote keyclient, or creds incomplete: KC_VALIDATION.
+ */
+enum kc_status kc_remote_add_principal(struct keyclient *kc, const char *principal,
+		const struct kc_remote_credentials *creds, struct kc_error *err);
+
 /* ---- audit log ------------------------------------------------------------ */
 
 struct kc_audit;
