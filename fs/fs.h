@@ -47,12 +47,27 @@ int kmsfs_volume_load(const char *cipherdir, struct keyclient *kc,
 /* Is user xattr supported in dir? 0 yes, else -errno. */
 int kmsfs_probe_user_xattr(const char *dir);
 
+/* A uid and the principal it is to the key service (a remote mount's profile name). */
+#define KMSFS_PRINCIPAL_NAME_MAX 128
+struct kmsfs_principal_map {
+	uid_t uid;
+	char principal[KMSFS_PRINCIPAL_NAME_MAX];
+};
+
 struct kmsfs_mount_opts {
 	const char *cipherdir;       /* absolute */
 	const char *mountpoint;      /* absolute */
 	int foreground;
 	int key_cache_ttl;           /* seconds an authorized (inode, principal) skips the key service */
 	int writeback_cache;
+	/*
+	 * Who each uid is to the key service. NULL: "uid:N" for every uid (the
+	 * embedded engine's principals). Otherwise the listed uids are their
+	 * principals and any other uid has none: its requests go unsigned and
+	 * are refused (EACCES), whatever the Unix permissions say.
+	 */
+	const struct kmsfs_principal_map *principals;
+	size_t principal_count;
 	int fuse_argc;               /* extra FUSE args (e.g. "-o", "allow_other") */
 	char **fuse_argv;
 };

@@ -30,7 +30,7 @@
 #include "fs.h"
 
 #define KFS_MAX_GRANTS 8
-#define KFS_PRINCIPAL_MAX 64
+#define KFS_PRINCIPAL_MAX KMSFS_PRINCIPAL_NAME_MAX
 
 /* The mount-wide state, reachable from every FUSE callback. */
 struct kfs_mount {
@@ -41,6 +41,8 @@ struct kfs_mount {
 	int key_cache_ttl;
 	int writeback_cache;
 	uid_t owner_uid;                 /* the mounting user */
+	const struct kmsfs_principal_map *principals;   /* NULL: "uid:N" for everyone */
+	size_t principal_count;
 	int is_root;                     /* daemon runs as root: chown new files to the caller */
 };
 

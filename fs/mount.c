@@ -101,6 +101,8 @@ int kmsfs_fs_mount(const struct kmsfs_mount_opts *opts, const struct kmsfs_volum
 		.key_cache_ttl = opts->key_cache_ttl,
 		.writeback_cache = opts->writeback_cache,
 		.owner_uid = getuid(),
+		.principals = opts->principals,
+		.principal_count = opts->principal_count,
 		.is_root = geteuid() == 0,
 	};
 	struct fuse_session *se = NULL;

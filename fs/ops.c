@@ -25,12 +25,30 @@ void kfs_begin(fuse_req_t req)
 	current_ctx = fuse_req_ctx(req);
 }
 
+/* The mount's principal for uid, or NULL (unsigned) when a map is set and lacks it. */
+static const char *mapped_principal(uid_t uid)
+{
+	for (size_t i = 0; i < kfs->principal_count; i++)
+		if (kfs->principals[i].uid == uid)
+			return kfs->principals[i].principal;
+	return NULL;
+}
+
 void kfs_caller_current(struct kc_caller *caller, char principal[KFS_PRINCIPAL_MAX])
 {
+	const char *mapped;
+
 	caller->uid = current_ctx ? current_ctx->uid : getuid();
 	caller->pid = current_ctx ? current_ctx->pid : getpid();
-	kc_local_principal(caller->uid, principal, KFS_PRINCIPAL_MAX);
-	caller->principal = principal;
+	if (!kfs || !kfs->principals) {
+		kc_local_principal(caller->uid, principal, KFS_PRINCIPAL_MAX);
+		caller->principal = principal;
+		return;
+	}
+	mapped = mapped_principal(caller->uid);
+	if (mapped)
+		snprintf(principal, KFS_PRINCIPAL_MAX, "%s", mapped);
+	caller->principal = mapped ? principal : NULL;
 }
 
 /* New objects belong to the caller when the daemon runs as root (allow_other). */
