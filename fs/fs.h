@@ -25,7 +25,7 @@ struct kmsfs_volume {
 	enum kmsfs_cipher cipher;
 	uint32_t block_size;
 	char key_id[KC_ARN_MAX];     /* KMS key ARN */
-	char key_service[256];       /* "local" */
+	char key_service[256];       /* "local", or the remote key service's endpoint URL */
 	int bucket_key;              /* 0 in this version */
 };
 
@@ -39,6 +39,13 @@ int kmsfs_volume_create(const char *cipherdir, const char *key_id, enum kmsfs_ci
 			struct keyclient *kc, const struct kc_caller *caller,
 			struct kmsfs_volume *out, char *errbuf, size_t errlen);
 
+/*
+ * Parse and validate CIPHERDIR/kmsfs.conf WITHOUT authenticating it: only
+ * to learn which key service to open (key_service, key_id); everything
+ * else must come from kmsfs_volume_load with that service.
+ */
+int kmsfs_volume_peek(const char *cipherdir, struct kmsfs_volume *out, char *errbuf,
+		      size_t errlen);
 /* Parse, validate strictly, and authenticate CIPHERDIR/kmsfs.conf. */
 int kmsfs_volume_load(const char *cipherdir, struct keyclient *kc,
 		      const struct kc_caller *caller, struct kmsfs_volume *out,

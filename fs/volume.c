@@ -295,7 +295,7 @@ int kmsfs_volume_create(const char *cipherdir, const char *key_id, enum kmsfs_ci
 	c.vol.format = KMSFS_FORMAT_VERSION;
 	c.vol.cipher = cipher;
 	c.vol.block_size = KMSFS_BLOCK_SIZE;
-	snprintf(c.vol.key_service, sizeof(c.vol.key_service), "%s", kc->ops->name);
+	snprintf(c.vol.key_service, sizeof(c.vol.key_service), "%s", keyclient_service(kc));
 	mac_context(&ctx, c.vol.id);
 
 	mac_key = kmsfs_secure_alloc(crypto_auth_hmacsha256_KEYBYTES);
@@ -371,27 +371,49 @@ out:
 	return ret;
 }
 
+/* Parse and validate the fields of kmsfs.conf (not yet authenticated). */
+static int parse_conf(const char *cipherdir, struct conf_fields *c, char path[PATH_MAX],
+		      char *errbuf, size_t errlen)
+{
+	int rc;
+
+	snprintf(path, PATH_MAX, "%s/%s", cipherdir, KMSFS_CONF_NAME);
+	rc = ini_parse(path, on_ini_entry, c);
+	if (rc == -1)
+		return fail(errbuf, errlen, "%s: cannot read: %s (is %s a kmsfs volume? "
+			    "create one with kmsfs init)", path, strerror(errno), cipherdir);
+	if (rc != 0)
+		return fail(errbuf, errlen, "%s: line %d: %s", path, rc,
+			    c->error[0] ? c->error : "syntax error");
+	if ((c->seen & F_ALL) != F_ALL)
+		return fail(errbuf, errlen, "%s: incomplete configuration", path);
+	return 0;
+}
+
+int kmsfs_volume_peek(const char *cipherdir, struct kmsfs_volume *out, char *errbuf,
+		      size_t errlen)
+{
+	char path[PATH_MAX];
+	struct conf_fields c = { 0 };
+
+	if (parse_conf(cipherdir, &c, path, errbuf, errlen) < 0)
+		return -1;
+	*out = c.vol;
+	return 0;
+}
+
 int kmsfs_volume_load(const char *cipherdir, struct keyclient *kc,
 		      const struct kc_caller *caller, struct kmsfs_volume *out,
 		      char *errbuf, size_t errlen)
 {
 	char path[PATH_MAX];
 	struct conf_fields c = { 0 };
-	int rc;
 
-	snprintf(path, sizeof(path), "%s/%s", cipherdir, KMSFS_CONF_NAME);
-	rc = ini_parse(path, on_ini_entry, &c);
-	if (rc == -1)
-		return fail(errbuf, errlen, "%s: cannot read: %s (is %s a kmsfs volume? "
-			    "create one with kmsfs init)", path, strerror(errno), cipherdir);
-	if (rc != 0)
-		return fail(errbuf, errlen, "%s: line %d: %s", path, rc,
-			    c.error[0] ? c.error : "syntax error");
-	if ((c.seen & F_ALL) != F_ALL)
-		return fail(errbuf, errlen, "%s: incomplete configuration", path);
-	if (strcmp(c.vol.key_service, kc->ops->name) != 0)
+	if (parse_conf(cipherdir, &c, path, errbuf, errlen) < 0)
+		return -1;
+	if (strcmp(c.vol.key_service, keyclient_service(kc)) != 0)
 		return fail(errbuf, errlen, "%s: volume uses key service \"%s\", not \"%s\"",
-			    path, c.vol.key_service, kc->ops->name);
+			    path, c.vol.key_service, keyclient_service(kc));
 	if (c.vol.bucket_key)
 		return fail(errbuf, errlen, "%s: bucket_key volumes are not supported by this "
 			    "version", path);

@@ -111,6 +111,11 @@ enum kc_status kc_fail(struct kc_error *err, enum kc_status status, const char *
 	return status;
 }
 
+const char *keyclient_service(const struct keyclient *kc)
+{
+	return kc->service ? kc->service : kc->ops->name;
+}
+
 /* ---- wrappers ------------------------------------------------------------------------ */
 
 static enum kc_status no_backend(struct kc_error *err)

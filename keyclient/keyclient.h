@@ -206,7 +206,11 @@ struct keyclient {
 	const struct keyclient_ops *ops;
 	struct kc_audit *audit;    /* may be NULL; set with keyclient_set_audit */
 	void *impl;                /* backend state */
+	const char *service;       /* which service answers: NULL = ops->name; a remote endpoint URL */
 };
+
+/* What a volume records as its key service: "local", or the remote endpoint. */
+const char *keyclient_service(const struct keyclient *kc);
 
 /*
  * Convenience wrappers: kc->ops->x(kc, ...), plus one audit record per
