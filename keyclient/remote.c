@@ -290,11 +290,20 @@ static enum kc_status take_options(struct kc_remote *remote, const struct kc_rem
 static struct kc_remote *remote_new(const char *endpoint)
 {
 	struct kc_remote *remote = calloc(1, sizeof *remote);
+	pthread_rwlockattr_t attr;
 
 	if (!remote)
 		return NULL;
 	pthread_mutex_init(&remote->pool_lock, NULL);
-	pthread_rwlock_init(&remote->principals_lock, NULL);
+	/*
+	 * Writer first: glibc's default lets a steady stream of signing calls
+	 * (the FS under load) starve kc_remote_add_principal's refresh forever.
+	 * Safe because no thread takes the read lock twice.
+	 */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&remote->principals_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
 	remote->endpoint = strdup(endpoint);
 	if (!remote->endpoint) {
 		remote_free(remote);

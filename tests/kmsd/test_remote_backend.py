@@ -254,6 +254,13 @@ def test_threads_share_nothing_but_the_service(kmsd, driver):
                        verify=True)
     assert (result["ok"], result["failed"]) == (1600, 0), result
     print("\n8 threads x 200 GenerateDataKey+Decrypt: %.1f s" % result["seconds"])
+    # credentials refreshed (kc_remote_add_principal) while 4 threads sign with them
+    admin = kmsd.user("admin")
+    result = driver.ok("bench", principal="alice", key=key["arn"], context=CTX, threads=4, calls=200,
+                       refresh=True, access_key_id=admin.access_key_id,
+                       secret_access_key=admin.secret_access_key)
+    assert (result["ok"], result["failed"]) == (800, 0), result
+    assert result["refreshes"] > 0
 
 
 def test_calls_per_second(kmsd, driver):

@@ -21,8 +21,10 @@
  *    "dst_context":{...}} -> blob, arn
  *   {"op":"create_key"|"describe"|"list"|"alias"|"create_alias"|"enable"|"rotate"|
  *    "set_principal", ...}
- *   {"op":"bench", "principal":..., "key":..., "threads":8, "calls":200, "verify":true}
- *        -> ok, failed, seconds, calls_per_s, first_error
+ *   {"op":"bench", "principal":..., "key":..., "threads":8, "calls":200, "verify":true,
+ *    "refresh":true, "access_key_id":..., "secret_access_key":...}
+ *        -> ok, failed, seconds, calls_per_s, first_error, refreshes (with refresh, the
+ *           principal's credentials are replaced by these, again and again, meanwhile)
  *   {"op":"close"}   the keyclient freed (end of input does the same)
  * The plaintext is printed because this is a test of round trips; the
  * data keys are throwaway keys of a throwaway key service.
@@ -338,6 +340,8 @@ struct bench {
 	pthread_mutex_t lock;
 	long ok, failed;
 	struct kc_error first_error;
+	int done;               /* the workers have finished (under lock) */
+	long refreshes;         /* credential replacements made meanwhile */
 };
 
 /* One data key, and with verify its decryption compared; KC_OK or the failure. */
@@ -385,23 +389,55 @@ static void *bench_thread(void *arg)
 	return NULL;
 }
 
+/* With "refresh": the bench's principal's credentials replaced again and again meanwhile. */
+static void *refresh_thread(void *arg)
+{
+	struct bench *b = arg;
+	struct kc_remote_credentials creds = {
+		.access_key_id = str(b->cmd, "access_key_id"),
+		.secret_access_key = str(b->cmd, "secret_access_key"),
+	};
+	struct kc_error err;
+	int done = 0;
+
+	while (!done) {
+		if (kc_remote_add_principal(kc, str(b->cmd, "principal"), &creds, &err) != KC_OK)
+			break;
+		pthread_mutex_lock(&b->lock);
+		b->refreshes++;
+		done = b->done;
+		pthread_mutex_unlock(&b->lock);
+		usleep(1000);
+	}
+	return NULL;
+}
+
 static enum kc_status do_bench(json_t *cmd, json_t *out, struct kc_error *err)
 {
 	struct bench b = { .cmd = cmd, .calls = num(cmd, "calls", 100),
 		.verify = json_is_true(json_object_get(cmd, "verify")) };
+	int refresh = json_is_true(json_object_get(cmd, "refresh"));
 	long threads = num(cmd, "threads", 1);
-	pthread_t tid[64];
+	pthread_t tid[64], refresher;
 	double start = now_ms(), seconds;
 
 	if (threads < 1 || threads > 64)
 		return kc_fail(err, KC_VALIDATION, "bench: 1..64 threads");
 	pthread_mutex_init(&b.lock, NULL);
+	if (refresh)
+		pthread_create(&refresher, NULL, refresh_thread, &b);
 	for (long t = 0; t < threads; t++)
 		pthread_create(&tid[t], NULL, bench_thread, &b);
 	for (long t = 0; t < threads; t++)
 		pthread_join(tid[t], NULL);
 	seconds = (now_ms() - start) / 1e3;
+	pthread_mutex_lock(&b.lock);
+	b.done = 1;
+	pthread_mutex_unlock(&b.lock);
+	if (refresh)
+		pthread_join(refresher, NULL);
 	pthread_mutex_destroy(&b.lock);
+	json_object_set_new(out, "refreshes", json_integer(b.refreshes));
 	json_object_set_new(out, "ok", json_integer(b.ok));
 	json_object_set_new(out, "failed", json_integer(b.failed));
 	json_object_set_new(out, "seconds", json_real(seconds));
