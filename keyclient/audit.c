@@ -12,8 +12,15 @@
  * so records from several threads or processes never interleave. Records
  * never contain key material or file content: only names, ids and the
  * encryption context, which is not secret (as in AWS).
+ *
+ * Where records go: a path that is a directory (or ends in '/') is an
+ * audit trail (audit_trail.h): kmsfs-YYYYMMDD.jsonl files rotated per
+ * period, sealed by signed digests when opened with a signing key (the
+ * mount) or only appended to without one (kmsfs key). Any other path is
+ * one plain file, appended to for ever with no digests, as before trails.
  */
 #include "local_internal.h"
+#include "audit_trail.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,36 +28,98 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 struct kc_audit {
-	int fd;
+	int fd;                      /* the plain file; -1 for a trail */
+	struct kc_audit_trail *trail;
 	pthread_mutex_t lock;
 };
 
+/* A directory, or meant to be one (a trailing '/'): a trail. */
+static int is_trail_path(const char *path)
+{
+	struct stat st;
+	size_t len = strlen(path);
+
+	if (len && path[len - 1] == '/')
+		return 1;
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static struct kc_audit *open_trail(const struct kc_audit_options *opts, char err[KC_AUDIT_ERR_MAX])
+{
+	struct kc_audit_trail_options trail_opts = {
+		.dir = opts->path, .prefix = "kmsfs", .key_path = opts->key_path,
+		.period = opts->digest_period,
+	};
+	struct kc_audit *audit = calloc(1, sizeof *audit);
+
+	if (!audit) {
+		snprintf(err, KC_AUDIT_ERR_MAX, "out of memory");
+		return NULL;
+	}
+	audit->fd = -1;
+	pthread_mutex_init(&audit->lock, NULL);
+	audit->trail = kc_audit_trail_open(&trail_opts, err);
+	if (!audit->trail) {
+		kc_audit_close(audit);
+		return NULL;
+	}
+	return audit;
+}
+
+static struct kc_audit *open_file(const char *path, char err[KC_AUDIT_ERR_MAX])
+{
+	struct kc_audit *audit = calloc(1, sizeof *audit);
+
+	if (!audit) {
+		snprintf(err, KC_AUDIT_ERR_MAX, "out of memory");
+		return NULL;
+	}
+	pthread_mutex_init(&audit->lock, NULL);
+	audit->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (audit->fd < 0) {
+		snprintf(err, KC_AUDIT_ERR_MAX, "%s", strerror(errno));
+		kc_audit_close(audit);
+		return NULL;
+	}
+	return audit;
+}
+
+struct kc_audit *kc_audit_open_opts(const struct kc_audit_options *opts,
+		char err[KC_AUDIT_ERR_MAX])
+{
+	if (!opts->path || !*opts->path) {
+		snprintf(err, KC_AUDIT_ERR_MAX, "no audit log path");
+		return NULL;
+	}
+	if (is_trail_path(opts->path))
+		return open_trail(opts, err);
+	return open_file(opts->path, err);
+}
+
 struct kc_audit *kc_audit_open(const char *path)
 {
-	struct kc_audit *audit = NULL;
+	struct kc_audit_options opts = { .path = path };
+	char err[KC_AUDIT_ERR_MAX];
+	struct kc_audit *audit;
 	int saved_errno;
 
 	if (!path) {
 		errno = EINVAL;
 		return NULL;
 	}
-	audit = calloc(1, sizeof *audit);
-	if (!audit)
-		return NULL;
-	audit->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	if (audit->fd < 0 || pthread_mutex_init(&audit->lock, NULL) != 0) {
-		saved_errno = audit->fd < 0 ? errno : ENOMEM;
-		if (audit->fd >= 0)
-			close(audit->fd);
-		free(audit);
+	audit = kc_audit_open_opts(&opts, err);
+	if (!audit && is_trail_path(path)) {
+		/* The caller reports strerror(errno); the trail's own reason is better. */
+		saved_errno = errno ? errno : EIO;
+		fprintf(stderr, "kmsfs: audit trail %s: %s\n", path, err);
 		errno = saved_errno;
-		return NULL;
 	}
 	return audit;
 }
@@ -59,7 +128,9 @@ void kc_audit_close(struct kc_audit *audit)
 {
 	if (!audit)
 		return;
-	close(audit->fd);
+	kc_audit_trail_close(audit->trail);
+	if (audit->fd >= 0)
+		close(audit->fd);
 	pthread_mutex_destroy(&audit->lock);
 	free(audit);
 }
@@ -268,8 +339,14 @@ static json_t *build_record(const struct kc_audit_event *ev)
 
 static void write_line(struct kc_audit *audit, const char *line, size_t len)
 {
+	char err[KC_AUDIT_ERR_MAX];
 	ssize_t done;
 
+	if (audit->trail) {
+		if (kc_audit_trail_append(audit->trail, line, len, err) != 0)
+			fprintf(stderr, "kmsfs: audit log write failed: %s\n", err);
+		return;
+	}
 	pthread_mutex_lock(&audit->lock);
 	do {
 		done = write(audit->fd, line, len);
