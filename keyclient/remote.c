@@ -342,6 +342,7 @@ enum kc_status kc_remote_open(const struct kc_remote_options *opts, struct keycl
 		goto out;
 	kc->ops = &remote_ops;
 	kc->impl = remote;
+	kc->service = remote->endpoint;   /* what a volume records as its key service */
 	*out = kc;
 	kc = NULL;
 	remote = NULL;
