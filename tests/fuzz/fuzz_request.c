@@ -105,7 +105,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (kc_local_open_opts(&opts, &service.kc, &kerr) != KC_OK)
 		fail("engine", kerr.message);
 	service.config = &config;
-	service.audit = kmsd_audit_open(config.audit_dir, config.region, config.account, err);
+	service.audit = kmsd_audit_open(&config, err);
 	service.sigv4_cache = kc_sigv4_key_cache_new();
 	if (!service.audit || !service.sigv4_cache)
 		fail("audit trail", err);

@@ -1,14 +1,20 @@
 /*
  * audit_trail.c - kmsd's audit trail: one CloudTrail-format record per
- * request, allowed or not, in daily JSON Lines files.
+ * request, allowed or not, in JSON Lines files sealed by signed digests.
  *
- * Layout (what a later tamper-evident digest chain builds on):
- *   AUDIT_DIR/kmsd-YYYYMMDD.jsonl   mode 0600, directory 0700
- * A file is named by the UTC day its records were *written* (not by their
- * eventTime), so files only ever grow in name order: once the day has
- * passed a file is never appended to again and can be digested and
- * signed as it is. Each record is one line, written with one write(2) on
- * an O_APPEND descriptor, so records never interleave or split.
+ * Layout (keyclient/audit_trail.h has the whole story):
+ *   AUDIT_DIR/kmsd-YYYYMMDD.jsonl   mode 0600 (0400 once digested), directory 0700;
+ *                                   kmsd-YYYYMMDDTHHMMSSZ.jsonl when
+ *                                   digest_period is not whole days
+ *   AUDIT_DIR/digests/              kmsd-digest-*.json and their .sig files
+ *   AUDIT_DIR/digest-public-key.pem what `kmsfs audit verify` checks them with
+ *   DATA_DIR/audit-digest.key       the signing key, beside the key store:
+ *                                   not in the directory the logs are shipped from
+ * A file is named by the period its records were *written* in (not by
+ * their eventTime), so files only ever grow in name order: once the
+ * period has passed a file is sealed, digested and never appended to
+ * again. Each record is one line, written with one write(2) on an
+ * O_APPEND descriptor, so records never interleave or split.
  *
  * Records never hold plaintext: requestParameters/responseElements are
  * the engine's audit_request/audit_response, which leave out every
@@ -17,104 +23,77 @@
 #include "kmsd.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
+
+#include "audit_trail.h"
 
 #define USER_AGENT_MAX 512
 #define EVENT_NAME_MAX 128
 #define MESSAGE_MAX 512
 
 /*
- * Request threads append under the read side of the lock: O_APPEND
- * writes of whole lines to a regular file do not interleave, so they
- * need not queue behind each other (they did, and the futex sleeps cost
- * more than the writes). Only switching to the next day's file takes the
- * write side.
+ * The files, their rotation and digests are the shared trail writer's
+ * (keyclient/audit_rotate.c): kmsd is the only process writing its
+ * directory, so request threads append side by side under a read lock,
+ * with no lock file per record.
  */
 struct kmsd_audit_trail {
-	pthread_rwlock_t lock;
-	char *dir;
-	int fd;                      /* the file for day; -1 before the first record */
-	char day[16];                /* "YYYYMMDD" */
-	int torn;                    /* the last write was short: start the next on a new line (atomic) */
+	struct kc_audit_trail *files;
 	char *region;
 	char *account;
 };
 
-/* ---- files ------------------------------------------------------------------------------ */
-
-static void utc_day(time_t when, char out[16])
-{
-	struct tm tm;
-
-	gmtime_r(&when, &tm);
-	strftime(out, 16, "%Y%m%d", &tm);
-}
-
-/* Make sure trail->fd is the file for today. Called with the lock held. */
-static int open_day(struct kmsd_audit_trail *trail, time_t now, char err[KMSD_ERR_MAX])
-{
-	char day[16], path[PATH_MAX];
-	int fd;
-
-	utc_day(now, day);
-	if (trail->fd >= 0 && !strcmp(day, trail->day))
-		return 0;
-	snprintf(path, sizeof path, "%s/kmsd-%s.jsonl", trail->dir, day);
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		snprintf(err, KMSD_ERR_MAX, "audit file %s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (trail->fd >= 0)
-		close(trail->fd);
-	trail->fd = fd;
-	snprintf(trail->day, sizeof trail->day, "%s", day);
-	return 0;
-}
-
-static int make_dir(const char *dir, char err[KMSD_ERR_MAX])
+/*
+ * The signing key lives in data_dir. A data_dir that is not there yet is
+ * made here only when kmsd may create the key store in it anyway.
+ */
+static int key_path(const struct kmsd_config *cfg, char out[PATH_MAX], char err[KMSD_ERR_MAX])
 {
 	struct stat st;
 
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-		snprintf(err, KMSD_ERR_MAX, "audit_dir %s: cannot create it: %s", dir,
-			 strerror(errno));
+	if (!cfg->create_store && stat(cfg->data_dir, &st) != 0) {
+		snprintf(err, KMSD_ERR_MAX, "data_dir %s has no key store and create_store = no",
+			 cfg->data_dir);
 		return -1;
 	}
-	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		snprintf(err, KMSD_ERR_MAX, "audit_dir %s: not a directory", dir);
+	if (snprintf(out, PATH_MAX, "%s/audit-digest.key", cfg->data_dir) >= PATH_MAX) {
+		snprintf(err, KMSD_ERR_MAX, "data_dir %s: path too long", cfg->data_dir);
 		return -1;
 	}
 	return 0;
 }
 
-struct kmsd_audit_trail *kmsd_audit_open(const char *dir, const char *region,
-		const char *account, char err[KMSD_ERR_MAX])
+struct kmsd_audit_trail *kmsd_audit_open(const struct kmsd_config *cfg, char err[KMSD_ERR_MAX])
 {
 	struct kmsd_audit_trail *trail = calloc(1, sizeof *trail);
+	struct kc_audit_trail_options opts = {
+		.dir = cfg->audit_dir, .prefix = "kmsd", .period = cfg->digest_period,
+		.single_process = 1,
+	};
+	char signing_key[PATH_MAX], why[KC_AUDIT_ERR_MAX];
 
 	if (!trail) {
 		snprintf(err, KMSD_ERR_MAX, "audit trail: out of memory");
 		return NULL;
 	}
-	trail->fd = -1;
-	pthread_rwlock_init(&trail->lock, NULL);
-	trail->dir = strdup(dir);
-	trail->region = strdup(region);
-	trail->account = strdup(account);
-	if (!trail->dir || !trail->region || !trail->account) {
+	trail->region = strdup(cfg->region);
+	trail->account = strdup(cfg->account);
+	if (!trail->region || !trail->account) {
 		snprintf(err, KMSD_ERR_MAX, "audit trail: out of memory");
 		goto fail;
 	}
-	/* Open today's file now: an unwritable audit_dir stops kmsd at start. */
-	if (make_dir(dir, err) != 0 || open_day(trail, time(NULL), err) != 0)
+	if (key_path(cfg, signing_key, err) != 0)
 		goto fail;
+	opts.key_path = signing_key;
+	/* Open now: an unwritable audit_dir or signing key stops kmsd at start. */
+	trail->files = kc_audit_trail_open(&opts, why);
+	if (!trail->files) {
+		snprintf(err, KMSD_ERR_MAX, "audit_dir %s: %s", cfg->audit_dir, why);
+		goto fail;
+	}
 	return trail;
 fail:
 	kmsd_audit_close(trail);
@@ -125,10 +104,7 @@ void kmsd_audit_close(struct kmsd_audit_trail *trail)
 {
 	if (!trail)
 		return;
-	if (trail->fd >= 0)
-		close(trail->fd);
-	pthread_rwlock_destroy(&trail->lock);
-	free(trail->dir);
+	kc_audit_trail_close(trail->files);
 	free(trail->region);
 	free(trail->account);
 	free(trail);
@@ -211,80 +187,27 @@ static json_t *build_record(const struct kmsd_audit_trail *trail,
 }
 
 /*
- * record as one line, "\n"-terminated, with a "\n" in front (written
- * only when the previous write was torn). Serialized outside the trail's
- * lock, so request threads only queue for the write itself.
+ * record as one "\n"-terminated line. Serialized outside any lock, so
+ * request threads only queue for the write itself.
  */
 static char *record_line(json_t *record, size_t *len)
 {
 	size_t size = kmsd_json_out_size(record);
-	char *line = malloc(size + 2);
+	char *line = malloc(size + 1);
 
 	if (!line)
 		return NULL;
-	line[0] = '\n';
-	kmsd_json_out(record, line + 1);
-	line[size + 1] = '\n';
-	*len = size + 2;
+	kmsd_json_out(record, line);
+	line[size] = '\n';
+	*len = size + 1;
 	return line;
-}
-
-/* One write(2) for the whole line; called with the lock held (either side). */
-static int append_line(struct kmsd_audit_trail *trail, const char *line, size_t len,
-		char err[KMSD_ERR_MAX])
-{
-	ssize_t written;
-
-	do
-		written = write(trail->fd, line, len);
-	while (written < 0 && errno == EINTR);
-	if (written == (ssize_t)len) {
-		__atomic_store_n(&trail->torn, 0, __ATOMIC_RELAXED);
-		return 0;
-	}
-	__atomic_store_n(&trail->torn, written > 0, __ATOMIC_RELAXED);
-	snprintf(err, KMSD_ERR_MAX, "audit file %s/kmsd-%s.jsonl: %s", trail->dir, trail->day,
-		 written < 0 ? strerror(errno) : "short write (disk full?)");
-	return -1;
-}
-
-/* Is the open file today's? Called with the lock held. */
-static int is_today(struct kmsd_audit_trail *trail, time_t now)
-{
-	char day[16];
-
-	utc_day(now, day);
-	return trail->fd >= 0 && strcmp(day, trail->day) == 0;
-}
-
-/* line starts with "\n", written only to end a torn previous line. */
-static int append_today(struct kmsd_audit_trail *trail, const char *line, size_t len,
-		char err[KMSD_ERR_MAX])
-{
-	time_t now = time(NULL);
-	int rc = -1, torn;
-
-	pthread_rwlock_rdlock(&trail->lock);
-	while (!is_today(trail, now)) {
-		pthread_rwlock_unlock(&trail->lock);
-		pthread_rwlock_wrlock(&trail->lock);
-		rc = open_day(trail, now, err);
-		pthread_rwlock_unlock(&trail->lock);
-		if (rc != 0)
-			return -1;
-		pthread_rwlock_rdlock(&trail->lock);
-	}
-	torn = __atomic_load_n(&trail->torn, __ATOMIC_RELAXED);
-	rc = append_line(trail, torn ? line : line + 1, torn ? len : len - 1, err);
-	pthread_rwlock_unlock(&trail->lock);
-	return rc;
 }
 
 int kmsd_audit_write(struct kmsd_audit_trail *trail, const struct kmsd_audit_event *ev,
 		char err[KMSD_ERR_MAX])
 {
 	json_t *record = build_record(trail, ev);
-	char *line = NULL;
+	char *line = NULL, why[KC_AUDIT_ERR_MAX];
 	size_t len = 0;
 	int rc = -1;
 
@@ -299,7 +222,9 @@ int kmsd_audit_write(struct kmsd_audit_trail *trail, const struct kmsd_audit_eve
 			 ev->request_id);
 		goto out;
 	}
-	rc = append_today(trail, line, len, err);
+	rc = kc_audit_trail_append(trail->files, line, len, why);
+	if (rc != 0)
+		snprintf(err, KMSD_ERR_MAX, "%s", why);
 out:
 	free(line);
 	json_decref(record);

@@ -20,6 +20,9 @@
  *                                    ; pkcs11:token=kmsd;object=root;pin-source=FILE)
  *   pkcs11_module = PATH             ; optional, with pkcs11: root keys only
  *   audit_dir = ./kmsd-audit         ; required. CloudTrail JSON Lines, one file a day
+ *   digest_period = 86400            ; seconds per audit file and signed digest,
+ *                                    ; 1-2678400 (default a day); the digest
+ *                                    ; signing key is data_dir/audit-digest.key
  *   tls_cert = PATH                  ; optional, both or neither: serve HTTPS
  *   tls_key  = PATH                  ;   (PEM; the key file must be mode 0600)
  *   threads  = 2                     ; request threads (default: CPUs online), 1-256
@@ -56,6 +59,8 @@
 
 #include <ini.h>
 #include <sodium.h>
+
+#include "audit_trail.h"
 
 #define CONFIG_MAX_SIZE (1024 * 1024)
 #define INI_LINE_LIMIT 196          /* inih's 200-byte line buffer, less "\r\n\0" */
@@ -280,7 +285,7 @@ enum kmsd_key_bit {
 	K_LISTEN = 1 << 0, K_REGION = 1 << 1, K_ACCOUNT = 1 << 2, K_DATA_DIR = 1 << 3,
 	K_ROOT_KEY = 1 << 4, K_AUDIT_DIR = 1 << 5, K_TLS_CERT = 1 << 6, K_TLS_KEY = 1 << 7,
 	K_THREADS = 1 << 8, K_MAX_BODY = 1 << 9, K_TIMEOUT = 1 << 10, K_MAX_CONN = 1 << 11,
-	K_PKCS11_MODULE = 1 << 12, K_CREATE = 1 << 13,
+	K_PKCS11_MODULE = 1 << 12, K_CREATE = 1 << 13, K_DIGEST_PERIOD = 1 << 14,
 };
 
 static int set_root_key(struct parse_state *st, const char *value)
@@ -339,6 +344,7 @@ static int kmsd_key_bit(const char *name)
 		{ "tls_key", K_TLS_KEY }, { "threads", K_THREADS }, { "max_body", K_MAX_BODY },
 		{ "connection_timeout", K_TIMEOUT }, { "max_connections", K_MAX_CONN },
 		{ "pkcs11_module", K_PKCS11_MODULE }, { "create_store", K_CREATE },
+		{ "digest_period", K_DIGEST_PERIOD },
 	};
 
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
@@ -368,6 +374,11 @@ static int kmsd_number_key(struct parse_state *st, int bit, const char *name, co
 		if (!set_number(st, name, value, 1, 3600, &number))
 			return 0;
 		cfg->connection_timeout = (unsigned)number;
+		return 1;
+	case K_DIGEST_PERIOD:
+		if (!set_number(st, name, value, 1, KC_AUDIT_PERIOD_MAX, &number))
+			return 0;
+		cfg->digest_period = (unsigned)number;
 		return 1;
 	default:   /* K_MAX_CONN */
 		if (!set_number(st, name, value, 1, 65536, &number))
@@ -722,6 +733,7 @@ static void set_defaults(struct kmsd_config *cfg)
 	cfg->connection_timeout = 60;
 	cfg->max_connections = 1024;
 	cfg->create_store = 1;
+	cfg->digest_period = KC_AUDIT_DAY;
 }
 
 /* cfg->path = the absolute path, cfg->dir = its directory. */

@@ -62,6 +62,7 @@ struct kmsd_config {
 	char *account;
 	char *data_dir;              /* absolute */
 	char *audit_dir;             /* absolute */
+	unsigned digest_period;      /* seconds per audit file and digest */
 	enum kmsd_root_kind root_kind;
 	char *root_path;             /* passphrase file or key file, absolute */
 	char *pkcs11_uri;            /* sodium_malloc'ed: may hold pin-value */
@@ -122,11 +123,11 @@ void kmsd_json_wipe_on_free(void);
 struct kmsd_audit_trail;
 
 /*
- * Open the trail in dir (created 0700 if missing): one file per UTC day,
- * kmsd-YYYYMMDD.jsonl, mode 0600, append only. NULL with err filled.
+ * Open the trail in cfg->audit_dir (created 0700 if missing): one file per
+ * digest_period (a UTC day: kmsd-YYYYMMDD.jsonl), mode 0600, append only,
+ * sealed by signed digests. NULL with err filled.
  */
-struct kmsd_audit_trail *kmsd_audit_open(const char *dir, const char *region,
-		const char *account, char err[KMSD_ERR_MAX]);
+struct kmsd_audit_trail *kmsd_audit_open(const struct kmsd_config *cfg, char err[KMSD_ERR_MAX]);
 void kmsd_audit_close(struct kmsd_audit_trail *trail);
 
 /* What one request leaves in the trail. Every pointer may be NULL except the ids. */

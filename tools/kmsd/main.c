@@ -327,7 +327,7 @@ static int run(const struct options *opts, const sigset_t *stop_signals)
 	fprintf(stderr, "kmsd %s: starting with %s (%zu users, key store %s, audit trail %s, "
 		"%u threads, max_body %zu)\n", KMSD_VERSION, cfg.path, cfg.user_count, cfg.data_dir,
 		cfg.audit_dir, cfg.threads, cfg.max_body);
-	kmsd.audit = kmsd_audit_open(cfg.audit_dir, cfg.region, cfg.account, err);
+	kmsd.audit = kmsd_audit_open(&cfg, err);
 	if (!kmsd.audit) {
 		die("%s", err);
 		goto out;
