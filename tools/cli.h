@@ -32,5 +32,6 @@ int cmd_init(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_umount(int argc, char **argv);
 int cmd_key(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 #endif /* KMSFS_CLI_H */

@@ -16,22 +16,27 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "audit_trail.h"
 #include "cli.h"
 #include "fs.h"
 
 static const char usage[] =
 	"usage: kmsfs mount [-f] [-o OPTS] [--keystore DIR] [--passfile FILE] [--extpass CMD]\n"
-	"                   [--audit-log FILE] [--key-cache-ttl SECONDS] CIPHERDIR MOUNTPOINT\n"
+	"                   [--audit-log FILE|DIR/] [--key-cache-ttl SECONDS] CIPHERDIR MOUNTPOINT\n"
 	"\n"
 	"Mount the volume in CIPHERDIR at MOUNTPOINT; returns once mounted.\n"
 	"  -f                   stay in the foreground\n"
 	"  -o OPTS              FUSE options (allow_other, default_permissions, ro, ...) and\n"
-	"                       keystore=DIR, passfile=FILE, audit_log=FILE, key_cache_ttl=N,\n"
-	"                       no_writeback_cache (as used by fstab / mount -t fuse.kmsfs)\n"
+	"                       keystore=DIR, passfile=FILE, audit_log=FILE|DIR/, key_cache_ttl=N,\n"
+	"                       audit_digest_period=N, no_writeback_cache (as used by fstab /\n"
+	"                       mount -t fuse.kmsfs)\n"
 	"  --keystore DIR       local key store (default $XDG_DATA_HOME/kmsfs)\n"
 	"  --passfile FILE      key store passphrase from FILE\n"
 	"  --extpass CMD        key store passphrase from CMD's output\n"
 	"  --audit-log FILE     CloudTrail-format audit log (default KEYSTORE/audit.log)\n"
+	"  --audit-log DIR/     an audit trail instead: kmsfs-YYYYMMDD.jsonl files in DIR,\n"
+	"                       sealed by signed digests (check with kmsfs audit verify DIR)\n"
+	"  --audit-digest-period N  seconds per trail file and digest (default 86400)\n"
 	"  --key-cache-ttl N    seconds an unwrapped data key is reused for the same user\n"
 	"                       without asking the key service (default 60; 0 = always ask).\n"
 	"                       This is how long disabling a key can take to deny opens.\n"
@@ -43,6 +48,7 @@ struct mount_cli {
 	struct cli_keystore ks;
 	struct kmsfs_mount_opts opts;
 	const char *audit_log;
+	unsigned audit_digest_period;  /* 0: a day */
 	char fuse_opts[4096];          /* comma-joined options for FUSE */
 	char *fuse_argv[MAX_FUSE_ARGS];
 	int allow_other, default_permissions;
@@ -84,6 +90,18 @@ static int parse_ttl(const char *value, int *ttl)
 	return 0;
 }
 
+static int parse_digest_period(const char *value, unsigned *period)
+{
+	char *end;
+	long n = strtol(value, &end, 10);
+
+	if (!*value || *end || n < 1 || n > (long)KC_AUDIT_PERIOD_MAX)
+		return cli_error("audit digest period \"%s\": expected seconds from 1 to %u", value,
+				 KC_AUDIT_PERIOD_MAX);
+	*period = (unsigned)n;
+	return 0;
+}
+
 /* Split one -o argument: ours are consumed, FUSE's are passed on. */
 static int parse_o(struct mount_cli *m, char *list)
 {
@@ -98,7 +116,10 @@ static int parse_o(struct mount_cli *m, char *list)
 			m->ks.extpass = opt + 8;
 		else if (!strncmp(opt, "audit_log=", 10))
 			m->audit_log = opt + 10;
-		else if (!strncmp(opt, "key_cache_ttl=", 14)) {
+		else if (!strncmp(opt, "audit_digest_period=", 20)) {
+			if (parse_digest_period(opt + 20, &m->audit_digest_period))
+				return 1;
+		} else if (!strncmp(opt, "key_cache_ttl=", 14)) {
 			if (parse_ttl(opt + 14, &m->opts.key_cache_ttl))
 				return 1;
 		} else if (!strcmp(opt, "writeback_cache"))
@@ -125,6 +146,7 @@ static int parse_args(struct mount_cli *m, int argc, char **argv)
 		{ "extpass", required_argument, NULL, 'e' },
 		{ "audit-log", required_argument, NULL, 'a' },
 		{ "key-cache-ttl", required_argument, NULL, 't' },
+		{ "audit-digest-period", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -147,6 +169,7 @@ static int parse_args(struct mount_cli *m, int argc, char **argv)
 		case 'e': m->ks.extpass = optarg; break;
 		case 'a': m->audit_log = optarg; break;
 		case 't': if (parse_ttl(optarg, &m->opts.key_cache_ttl)) return 1; break;
+		case 'D': if (parse_digest_period(optarg, &m->audit_digest_period)) return 1; break;
 		case 'h': fputs(usage, stdout); exit(0);
 		default: fputs(usage, stderr); return 2;
 		}
@@ -177,7 +200,10 @@ static int parse_args(struct mount_cli *m, int argc, char **argv)
 /* Unlock, authenticate, mount, serve. Runs in the child unless -f. */
 static int run_mount(struct mount_cli *m, int notify_fd)
 {
-	char principal[64], errbuf[512], audit_path[PATH_MAX + 16];
+	char principal[64], errbuf[512], audit_path[PATH_MAX + 16], audit_key[PATH_MAX + 32];
+	char audit_err[KC_AUDIT_ERR_MAX];
+	struct kc_audit_options audit_opts = { .path = audit_path, .key_path = audit_key,
+					       .digest_period = m->audit_digest_period };
 	struct keyclient *kc = NULL;
 	struct kc_audit *audit = NULL;
 	struct kc_caller caller;
@@ -190,9 +216,11 @@ static int run_mount(struct mount_cli *m, int notify_fd)
 		snprintf(audit_path, sizeof(audit_path), "%s", m->audit_log);
 	else
 		cli_default_audit_path(&m->ks, audit_path, sizeof(audit_path));
-	audit = kc_audit_open(audit_path);
+	/* A trail's digests are signed with a key kept in the key store, not beside the logs. */
+	snprintf(audit_key, sizeof(audit_key), "%s/audit-digest.key", m->ks.resolved);
+	audit = kc_audit_open_opts(&audit_opts, audit_err);
 	if (!audit) {
-		cli_error("%s: cannot open audit log: %s", audit_path, strerror(errno));
+		cli_error("%s: cannot open audit log: %s", audit_path, audit_err);
 		goto out;
 	}
 	keyclient_set_audit(kc, audit);

@@ -1,7 +1,7 @@
 /*
  * kmsfs.c - the kmsfs command: dispatch to subcommands.
  *
- *   kmsfs init | mount | umount | key ...
+ *   kmsfs init | mount | umount | key | audit ...
  *
  * mount(8) runs `kmsfs CIPHERDIR MOUNTPOINT -o OPTS` for type fuse.kmsfs
  * (through mount.fuse3), so a first argument that is not a subcommand
@@ -23,6 +23,7 @@ static const char usage[] =
 	"  mount     mount a volume (also: mount -t fuse.kmsfs CIPHERDIR MOUNTPOINT)\n"
 	"  umount    unmount (same as fusermount3 -u)\n"
 	"  key       manage keys in the local key service\n"
+	"  audit     verify an audit trail's signed digests, or show its records\n"
 	"\n"
 	"Run `kmsfs <command> --help` for a command's options.\n";
 
@@ -48,6 +49,8 @@ int main(int argc, char **argv)
 		return cmd_umount(argc - 1, argv + 1);
 	if (!strcmp(cmd, "key"))
 		return cmd_key(argc - 1, argv + 1);
+	if (!strcmp(cmd, "audit"))
+		return cmd_audit(argc - 1, argv + 1);
 	if (cmd[0] != '-' && argc >= 3 && (strchr(cmd, '/') || strchr(argv[2], '/')))
 		return cmd_mount(argc, argv);   /* mount.fuse3 style */
 	cli_error("unknown command \"%s\"", cmd);
