@@ -492,6 +492,8 @@ static enum kc_status read_file(const char *path, char **text, struct kc_error *
 		return kc_fail(err, KC_VALIDATION, "cannot open %s: %s", path, strerror(errno));
 	if (fstat(fd, &st) != 0)
 		rc = kc_fail(err, KC_VALIDATION, "cannot stat %s: %s", path, strerror(errno));
+	else if (S_ISCHR(st.st_mode) && strcmp(path, "/dev/null") == 0)
+		rc = KC_OK;   /* AWS_CONFIG_FILE=/dev/null: "no file", as the AWS CLI reads it */
 	else if (!S_ISREG(st.st_mode))
 		rc = kc_fail(err, KC_VALIDATION, "%s: not a regular file", path);
 	else if (st.st_size > FILE_MAX_SIZE)

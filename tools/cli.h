@@ -7,6 +7,7 @@
 
 #include <limits.h>
 
+#include "fs.h"
 #include "keyclient.h"
 
 struct cli_keystore {
@@ -27,6 +28,34 @@ void cli_caller(struct kc_caller *caller, char *principal, size_t len);
 
 /* Default audit log: KEYSTORE/audit.log. */
 void cli_default_audit_path(const struct cli_keystore *ks, char *out, size_t len);
+
+/* ---- cli_remote.c: a remote key service (kmsd or AWS KMS) ---------------------- */
+
+#define CLI_MAX_UID_MAPS 64
+
+struct cli_remote {
+	const char *endpoint;        /* --key-service URL, or the volume's key_service */
+	const char *region;          /* --region; NULL: the key ARN's, the profile's, AWS_REGION */
+	const char *ca_file;         /* --ca-file: PEM CA bundle to trust */
+	const char *profile;         /* --profile for this user; NULL: env keys, AWS_PROFILE, default */
+	const char *key;             /* the volume's key (its ARN names the region) */
+	long timeout_ms;             /* one request's limit; 0: the backend's default */
+	struct { uid_t uid; char profile[KMSFS_PRINCIPAL_NAME_MAX]; } uids[CLI_MAX_UID_MAPS];
+	size_t uid_count;            /* --map-uid entries */
+	/* Filled by cli_open_remote: this user first, then each mapped uid. */
+	struct kmsfs_principal_map map[CLI_MAX_UID_MAPS + 1];
+	size_t map_count;
+};
+
+/* Open the remote service with this user's and each mapped uid's credentials. */
+int cli_open_remote(struct cli_remote *r, struct keyclient **out, char *own_principal,
+		size_t len);
+/* "UID=PROFILE" (--map-uid). */
+int cli_parse_map_uid(struct cli_remote *r, const char *text);
+/* An INI file's [principals] section: UID = PROFILE lines. */
+int cli_read_principals(struct cli_remote *r, const char *path);
+/* Is key_service a remote endpoint rather than the embedded engine? */
+int cli_is_remote(const char *key_service);
 
 int cmd_init(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
