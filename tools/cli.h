@@ -26,6 +26,9 @@ int cli_open_keyclient(struct cli_keystore *ks, int create, struct keyclient **o
 /* The caller as the key service sees the user running this command. */
 void cli_caller(struct kc_caller *caller, char *principal, size_t len);
 
+/* mkdir -p dir with mode 0700 for what it creates. */
+int cli_make_private_dir(const char *dir);
+
 /* Default audit log: KEYSTORE/audit.log. */
 void cli_default_audit_path(const struct cli_keystore *ks, char *out, size_t len);
 

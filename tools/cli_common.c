@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -30,6 +31,24 @@ void cli_caller(struct kc_caller *caller, char *principal, size_t len)
 	caller->principal = principal;
 	caller->uid = getuid();
 	caller->pid = getpid();
+}
+
+int cli_make_private_dir(const char *dir)
+{
+	char path[PATH_MAX];
+
+	if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path))
+		return cli_error("%.100s...: path too long", dir);
+	for (char *slash = strchr(path + 1, '/'); ; slash = strchr(slash + 1, '/')) {
+		if (slash)
+			*slash = '\0';
+		if (mkdir(path, 0700) != 0 && errno != EEXIST)
+			return cli_error("%s: cannot create: %s", path, strerror(errno));
+		if (!slash)
+			break;
+		*slash = '/';
+	}
+	return 0;
 }
 
 void cli_default_audit_path(const struct cli_keystore *ks, char *out, size_t len)

@@ -40,12 +40,24 @@ static const char usage[] =
 	"  --key-cache-ttl N    seconds an unwrapped data key is reused for the same user\n"
 	"                       without asking the key service (default 60; 0 = always ask).\n"
 	"                       This is how long disabling a key can take to deny opens.\n"
+	"A volume made with kmsfs init --key-service URL uses that remote key service:\n"
+	"  --profile NAME       AWS profile for the mounting user (default: environment\n"
+	"                       keys, AWS_PROFILE, default)\n"
+	"  --map-uid UID=PROFILE  the key service sees uid UID as that profile (repeatable);\n"
+	"                       any other uid is unsigned: EACCES on reading or creating files\n"
+	"  --principals FILE    an INI file with UID = PROFILE lines under [principals]\n"
+	"  --ca-file FILE       trust this PEM CA bundle for the key service's TLS\n"
+	"  --key-service-timeout MS  limit per key-service request (default 5000); after\n"
+	"                       the retries an open fails with EIO\n"
+	"  (-o profile=, map_uid=UID:PROFILE, principals=, ca_file=, key_service_timeout=)\n"
 	"Unmount with: kmsfs umount MOUNTPOINT  (or fusermount3 -u MOUNTPOINT)\n";
 
 #define MAX_FUSE_ARGS 64
 
 struct mount_cli {
 	struct cli_keystore ks;
+	struct cli_remote remote;      /* used when the volume's key service is remote */
+	const char *principals_file;
 	struct kmsfs_mount_opts opts;
 	const char *audit_log;
 	unsigned audit_digest_period;  /* 0: a day */
@@ -102,6 +114,18 @@ static int parse_digest_period(const char *value, unsigned *period)
 	return 0;
 }
 
+static int parse_timeout(const char *value, long *ms)
+{
+	char *end;
+	long n = strtol(value, &end, 10);
+
+	if (!*value || *end || n < 100 || n > 600000)
+		return cli_error("key service timeout \"%s\": expected milliseconds from 100 to "
+				 "600000", value);
+	*ms = n;
+	return 0;
+}
+
 /* Split one -o argument: ours are consumed, FUSE's are passed on. */
 static int parse_o(struct mount_cli *m, char *list)
 {
@@ -116,6 +140,24 @@ static int parse_o(struct mount_cli *m, char *list)
 			m->ks.extpass = opt + 8;
 		else if (!strncmp(opt, "audit_log=", 10))
 			m->audit_log = opt + 10;
+		else if (!strncmp(opt, "profile=", 8))
+			m->remote.profile = opt + 8;
+		else if (!strncmp(opt, "ca_file=", 8))
+			m->remote.ca_file = opt + 8;
+		else if (!strncmp(opt, "principals=", 11))
+			m->principals_file = opt + 11;
+		else if (!strncmp(opt, "map_uid=", 8)) {
+			/* ',' separates -o options and '=' names them: UID:PROFILE here. */
+			char *colon = strchr(opt + 8, ':');
+
+			if (colon)
+				*colon = '=';
+			if (cli_parse_map_uid(&m->remote, opt + 8))
+				return 1;
+		} else if (!strncmp(opt, "key_service_timeout=", 20)) {
+			if (parse_timeout(opt + 20, &m->remote.timeout_ms))
+				return 1;
+		}
 		else if (!strncmp(opt, "audit_digest_period=", 20)) {
 			if (parse_digest_period(opt + 20, &m->audit_digest_period))
 				return 1;
@@ -147,6 +189,11 @@ static int parse_args(struct mount_cli *m, int argc, char **argv)
 		{ "audit-log", required_argument, NULL, 'a' },
 		{ "key-cache-ttl", required_argument, NULL, 't' },
 		{ "audit-digest-period", required_argument, NULL, 'D' },
+		{ "profile", required_argument, NULL, 'P' },
+		{ "map-uid", required_argument, NULL, 'M' },
+		{ "principals", required_argument, NULL, 'R' },
+		{ "ca-file", required_argument, NULL, 'C' },
+		{ "key-service-timeout", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -170,6 +217,11 @@ static int parse_args(struct mount_cli *m, int argc, char **argv)
 		case 'a': m->audit_log = optarg; break;
 		case 't': if (parse_ttl(optarg, &m->opts.key_cache_ttl)) return 1; break;
 		case 'D': if (parse_digest_period(optarg, &m->audit_digest_period)) return 1; break;
+		case 'P': m->remote.profile = optarg; break;
+		case 'M': if (cli_parse_map_uid(&m->remote, optarg)) return 1; break;
+		case 'R': m->principals_file = optarg; break;
+		case 'C': m->remote.ca_file = optarg; break;
+		case 'T': if (parse_timeout(optarg, &m->remote.timeout_ms)) return 1; break;
 		case 'h': fputs(usage, stdout); exit(0);
 		default: fputs(usage, stderr); return 2;
 		}
@@ -197,10 +249,50 @@ static int parse_args(struct mount_cli *m, int argc, char **argv)
 	return 0;
 }
 
+/*
+ * The key service the volume names: the local key store (unlocked with
+ * its passphrase), or a remote service reached with AWS credentials.
+ * caller is who authenticates the volume's configuration.
+ */
+static int open_key_service(struct mount_cli *m, struct keyclient **kc, struct kc_caller *caller,
+		char *principal, size_t len)
+{
+	struct kmsfs_volume peek;
+	char errbuf[512];
+
+	if (kmsfs_volume_peek(m->cipherdir, &peek, errbuf, sizeof(errbuf)) != 0)
+		return cli_error("%s", errbuf);
+	if (!cli_is_remote(peek.key_service)) {
+		if (cli_open_keyclient(&m->ks, 0, kc) != 0)
+			return 1;
+		cli_caller(caller, principal, len);
+		return 0;
+	}
+	if (m->principals_file && cli_read_principals(&m->remote, m->principals_file) != 0)
+		return 1;
+	m->remote.endpoint = peek.key_service;
+	m->remote.key = peek.key_id;
+	if (cli_open_remote(&m->remote, kc, principal, len) != 0)
+		return 1;
+	*caller = (struct kc_caller){ .principal = principal, .uid = getuid(), .pid = getpid() };
+	m->opts.principals = m->remote.map;
+	m->opts.principal_count = m->remote.map_count;
+	/* No key store: the audit log and its digest key go in the default data directory. */
+	if (!m->ks.dir && kc_default_keystore(m->ks.resolved, sizeof(m->ks.resolved)) != 0)
+		return cli_error("cannot find a directory for the audit log: set --audit-log, "
+				 "XDG_DATA_HOME or HOME");
+	if (m->ks.dir)
+		snprintf(m->ks.resolved, sizeof(m->ks.resolved), "%s", m->ks.dir);
+	if (cli_make_private_dir(m->ks.resolved) != 0)
+		return 1;
+	return 0;
+}
+
 /* Unlock, authenticate, mount, serve. Runs in the child unless -f. */
 static int run_mount(struct mount_cli *m, int notify_fd)
 {
-	char principal[64], errbuf[512], audit_path[PATH_MAX + 16], audit_key[PATH_MAX + 32];
+	char principal[KMSFS_PRINCIPAL_NAME_MAX], errbuf[512], audit_path[PATH_MAX + 16];
+	char audit_key[PATH_MAX + 32];
 	char audit_err[KC_AUDIT_ERR_MAX];
 	struct kc_audit_options audit_opts = { .path = audit_path, .key_path = audit_key,
 					       .digest_period = m->audit_digest_period };
@@ -210,8 +302,8 @@ static int run_mount(struct mount_cli *m, int notify_fd)
 	struct kmsfs_volume vol;
 	int ret = 1;
 
-	if (cli_open_keyclient(&m->ks, 0, &kc) != 0)
-		return 1;
+	if (open_key_service(m, &kc, &caller, principal, sizeof(principal)) != 0)
+		goto out;
 	if (m->audit_log)
 		snprintf(audit_path, sizeof(audit_path), "%s", m->audit_log);
 	else
@@ -224,7 +316,6 @@ static int run_mount(struct mount_cli *m, int notify_fd)
 		goto out;
 	}
 	keyclient_set_audit(kc, audit);
-	cli_caller(&caller, principal, sizeof(principal));
 	if (kmsfs_volume_load(m->cipherdir, kc, &caller, &vol, errbuf, sizeof(errbuf)) != 0) {
 		cli_error("%s", errbuf);
 		goto out;
