@@ -668,7 +668,7 @@ static int open_lock(int dir_fd, const char *name, const char *dir, char err[KC_
 	int fd = openat(dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 
 	if (fd < 0)
-		snprintf(err, KC_AUDIT_ERR_MAX, "%s/%s: %s", dir, name, strerror(errno));
+		snprintf(err, KC_AUDIT_ERR_MAX, "%.240s/%.200s: %s", dir, name, strerror(errno));
 	return fd;
 }
 
