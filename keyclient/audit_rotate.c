@@ -363,7 +363,8 @@ static int list_undigested(struct kc_audit_trail *trail, const struct chain_head
 		list->items[list->count++] = entry;
 	}
 	closedir(dir);
-	qsort(list->items, list->count, sizeof *list->items, entry_cmp);
+	if (list->count)
+		qsort(list->items, list->count, sizeof *list->items, entry_cmp);
 	return 0;
 }
 

@@ -459,7 +459,8 @@ static void report_files(struct verify_ctx *ctx, struct prefix_run *run)
 	const struct kc_audit_log_name *high_water = NULL;
 	enum kc_audit_status status;
 
-	qsort(run->files, run->file_count, sizeof *run->files, file_cmp);
+	if (run->file_count)
+		qsort(run->files, run->file_count, sizeof *run->files, file_cmp);
 	for (size_t i = 0; i < run->file_count; i++)
 		if (run->files[i].listed)
 			high_water = &run->files[i].parsed;
