@@ -5,8 +5,8 @@
  * with jansson in CloudTrail's shape: eventVersion, eventTime,
  * eventSource, eventName, awsRegion, sourceIPAddress, userAgent,
  * userIdentity, requestParameters (keyId, encryptionContext),
- * additionalEventData (pid, process, path, block), resources, requestID,
- * eventID, readOnly, eventType, errorCode/errorMessage.
+ * additionalEventData (pid, process, path, block, bucketKey), resources,
+ * requestID, eventID, readOnly, eventType, errorCode/errorMessage.
  *
  * Each record is one write(2) on an O_APPEND descriptor (file mode 0600),
  * so records from several threads or processes never interleave. Records
@@ -280,6 +280,8 @@ static json_t *additional_data(const struct kc_audit_event *ev)
 	set_string(data, "path", ev->path);
 	if (ev->block_index >= 0)
 		json_object_set_new(data, "blockIndex", json_integer((json_int_t)ev->block_index));
+	if (ev->bucket_key)
+		json_object_set_new(data, "bucketKey", json_true());
 	return data;
 }
 

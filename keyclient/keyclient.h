@@ -394,6 +394,8 @@ struct kc_audit_event {
 	int64_t block_index;
 	const struct kc_error *err;
 	const char *key_arn;       /* ARN of the key actually used, for resources; NULL: from key_id */
+	int bucket_key;            /* data key (un)wrapped locally under a bucket key:
+				      additionalEventData.bucketKey = true */
 };
 void kc_audit_record(struct kc_audit *audit, const struct kc_audit_event *ev);
 
