@@ -311,6 +311,15 @@ def test_tls(kmsd_factory, driver, tmp_path):
     assert driver("gdk", principal="alice", key=made["arn"], context=CTX)["status"] != "OK"
 
 
+def test_ipv6_endpoint(kmsd_factory, driver):
+    if not os.path.exists("/proc/net/if_inet6"):
+        pytest.fail("no IPv6 on this machine")
+    server = kmsd_factory(listen="[::1]:0")
+    open_remote(driver, "http://[::1]:%d" % server.port, server)    # Host: [::1]:port, signed
+    made = driver.ok("gdk", principal="alice", key=new_key(driver)["arn"], context=CTX)
+    assert driver.ok("decrypt", principal="alice", blob=made["blob"], context=CTX)["plaintext"] == made["plaintext"]
+
+
 def test_open_refuses_bad_options(driver):
     for endpoint in ("", "ftp://127.0.0.1:1", "http://user:pw@127.0.0.1:1", "http://127.0.0.1:1/?a=b",
                      "not a url at all"):
