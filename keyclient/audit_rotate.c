@@ -76,6 +76,7 @@ struct chain_head {
 	char name[KC_AUDIT_NAME_MAX];
 	char sig[KC_AUDIT_SIG_HEX];
 	time_t end;
+	unsigned period;                         /* its logFilePeriodSeconds; 0 if absent */
 	int has_high_water;
 	struct kc_audit_log_name high_water;     /* the newest log file any digest names */
 };
@@ -294,6 +295,15 @@ static int digest_high_water(const struct kc_audit_digest_file *digest,
 	return found;
 }
 
+/* The period the digest's writer rotated files at; 0 if it does not say. */
+static unsigned digest_period(const struct kc_audit_digest_file *digest)
+{
+	json_int_t period = json_integer_value(json_object_get(digest->json,
+								"logFilePeriodSeconds"));
+
+	return period > 0 && period <= KC_AUDIT_PERIOD_MAX ? (unsigned)period : 0;
+}
+
 /* Read the newest digest (what to chain to) and the newest file digested so far. */
 static void read_chain_head(struct kc_audit_trail *trail, struct chain_head *head)
 {
@@ -312,6 +322,7 @@ static void read_chain_head(struct kc_audit_trail *trail, struct chain_head *hea
 			head->end = digest.end;
 			if (head->end < 0)
 				kc_audit_digest_name_parse(digest.name, prefix, &head->end);
+			head->period = digest_period(&digest);
 		}
 		head->has_high_water = digest_high_water(&digest, &head->high_water);
 		kc_audit_digest_release(&digest);
@@ -451,9 +462,9 @@ static json_t *digest_json(struct kc_audit_trail *trail, const struct chain_head
 	}
 	kc_audit_time_format(start, start_text);
 	kc_audit_time_format(end, end_text);
-	doc = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o}",
+	doc = json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o}",
 			"digestFormat", "kmsfs-audit-digest-1", "logFilePrefix", trail->prefix,
-			"digestFileName", name,
+			"logFilePeriodSeconds", (json_int_t)trail->period, "digestFileName", name,
 			"digestStartTime", start_text, "digestEndTime", end_text,
 			"digestPublicKeyFingerprint", trail->fingerprint,
 			"digestSignatureAlgorithm", "Ed25519",
@@ -541,11 +552,12 @@ static int write_digest_locked(struct kc_audit_trail *trail, enum digest_kind ki
 		return 0;
 	if (seal_for_digest(trail, &head, end, &list) != 0)
 		goto out;
-	if (kind == DIGEST_STARTUP && list.count == 0) {
+	/* At start-up: a digest for files a crash left, or to begin a new trail. */
+	if (kind == DIGEST_STARTUP && list.count == 0 && head.exists) {
 		rc = 0;
 		goto out;
 	}
-	start = head.exists ? head.end : trail->opened_at;
+	start = head.exists ? head.end : (kind == DIGEST_STARTUP ? end : trail->opened_at);
 	if (!head.exists && list.count && list.items[0].parsed.start < start)
 		start = list.items[0].parsed.start;
 	kc_audit_digest_name_format(trail->prefix, end, name);
@@ -727,6 +739,19 @@ static int open_files(struct kc_audit_trail *trail, const struct kc_audit_trail_
 	return 0;
 }
 
+/*
+ * An append-only opener with no period of its own rotates at the one the
+ * trail's digests were written for, so its files are the digester's.
+ */
+static void adopt_trail_period(struct kc_audit_trail *trail)
+{
+	struct chain_head head;
+
+	read_chain_head(trail, &head);
+	if (head.period)
+		trail->period = head.period;
+}
+
 /* Key, public key, files a crash left undigested, the period thread. */
 static int start_digests(struct kc_audit_trail *trail, const char *key_path,
 		char err[KC_AUDIT_ERR_MAX])
@@ -764,6 +789,8 @@ struct kc_audit_trail *kc_audit_trail_open(const struct kc_audit_trail_options *
 	trail->opened_at = time(NULL);
 	if (open_files(trail, opts, err) != 0)
 		goto fail;
+	if (!opts->key_path && !opts->period)
+		adopt_trail_period(trail);
 	if (opts->key_path && start_digests(trail, opts->key_path, err) != 0)
 		goto fail;
 	return trail;

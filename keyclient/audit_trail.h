@@ -16,7 +16,7 @@
  * and a signing key kept elsewhere (kmsd: data_dir, kmsfs: the key store).
  *
  * At each period end, at a clean shutdown and at start-up (for files left
- * by a crash) the writer seals every log file not yet digested (mode
+ * by a crash, or to begin a new trail) the writer seals every log file not yet digested (mode
  * 0400, never appended to again) and writes a digest naming each file's
  * SHA-256, record count and event times, plus the previous digest's name
  * and signature. The signature covers
@@ -52,7 +52,9 @@ struct kc_audit_trail_options {
 	const char *prefix;          /* "kmsd", "kmsfs": the files' names */
 	const char *key_path;        /* signing key, created 0600 on first use;
 	                              * NULL: append only - another writer digests */
-	unsigned period;             /* seconds per log file and digest; 0: a day */
+	unsigned period;             /* seconds per log file and digest; 0: a day, or for
+	                              * an append-only opener the period of the trail's
+	                              * newest digest */
 	int single_process;          /* only this process writes dir (kmsd): held
 	                              * locked for its lifetime, no lock per record */
 };
@@ -82,7 +84,8 @@ struct kc_audit_options {
 	                              * kmsfs-STAMP.jsonl files; anything else: one plain
 	                              * file, no rotation, no digests */
 	const char *key_path;        /* trail: digest signing key; NULL: append only */
-	unsigned digest_period;      /* trail: seconds per file and digest; 0: a day */
+	unsigned digest_period;      /* trail: seconds per file and digest; 0: a day (append
+	                              * only: the trail's own, from its newest digest) */
 };
 /* Like kc_audit_open (keyclient.h), with err saying why not. */
 struct kc_audit *kc_audit_open_opts(const struct kc_audit_options *opts,

@@ -351,7 +351,12 @@ def test_restart_seals_and_continues(kmsd_factory, kmsfs_bin):
         assert len(logs) == 2 and any(f.endswith(".2.jsonl") for f in logs), logs
     p = audit(kmsfs_bin, "verify", server.audit_dir)
     assert p.returncode == 0, p.stdout
-    assert len(digests_of(server.audit_dir)) == 2
+    # the trail's first digest (written when it began), then one at each stop
+    docs = [json.load(open(os.path.join(server.audit_dir, "digests", n)))
+            for n in digests_of(server.audit_dir)]
+    assert len(docs) == 3 and docs[0]["logFiles"] == []
+    assert [len(doc["logFiles"]) for doc in docs[1:]] == [1, 1]
+    assert all(doc["logFilePeriodSeconds"] == 3600 for doc in docs)
 
 
 def test_digest_period_config(kmsd_factory):
