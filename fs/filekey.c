@@ -10,9 +10,15 @@
  * file fails to unwrap (InvalidCiphertextException), and because the file
  * ID is also in every block's AAD, blocks cannot move between files.
  *
+ * In a bucket_key volume new files get version 2 instead: a random data
+ * key sealed locally under a bucket key (bucketkey.c). Opening goes by the
+ * version byte, so version-1 files of a volume switched to bucket keys
+ * (or copied into one) still open.
+ *
  * The unwrap is done as the caller's principal; the key service decides.
  * A successful unwrap is remembered per (inode, uid) for key_cache_ttl
- * seconds - that bound is the revocation latency.
+ * seconds from when the key service said yes - that bound is the
+ * revocation latency.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -27,7 +33,6 @@
 #include "fs_internal.h"
 
 #define DEK_XATTR_VERSION 1
-#define DEK_XATTR_MAX 4096
 
 static void context_for(struct kc_context *ctx, const char *file_id_hex)
 {
@@ -42,7 +47,7 @@ static void context_for(struct kc_context *ctx, const char *file_id_hex)
  * wrong ones), or a key that cannot be used are EACCES; anything else -
  * an unreachable service, a damaged blob - is EIO.
  */
-static int errno_for_status(enum kc_status status)
+int kfs_errno_for_status(enum kc_status status)
 {
 	switch (status) {
 	case KC_OK:
@@ -85,57 +90,119 @@ void kfs_audit_integrity(const char *path, const char *what, int64_t block, cons
 		kc_audit_record(kfs->audit, &ev);
 }
 
-static int store_wrapped_dek(int fd, const char *key_arn, const uint8_t *blob, size_t blob_len)
+/* Version 1: u8 version | u8 arn_len | key ARN | CiphertextBlob. */
+static int encode_v1(const char *key_arn, const uint8_t *blob, size_t blob_len,
+		     struct kfs_wrapped_dek *out)
 {
 	size_t arn_len = strlen(key_arn);
-	uint8_t *value;
-	size_t value_len = 2 + arn_len + blob_len;
-	int ret = 0;
 
-	if (arn_len > 255 || value_len > DEK_XATTR_MAX)
+	if (arn_len > 255 || 2 + arn_len + blob_len > sizeof(out->value))
 		return -EINVAL;
-	value = malloc(value_len);
-	if (!value)
-		return -ENOMEM;
-	value[0] = DEK_XATTR_VERSION;
-	value[1] = (uint8_t)arn_len;
-	memcpy(value + 2, key_arn, arn_len);
-	memcpy(value + 2 + arn_len, blob, blob_len);
-	if (fsetxattr(fd, KMSFS_DEK_XATTR, value, value_len, 0) < 0)
-		ret = -errno;
-	free(value);
-	return ret;
-}
-
-/* Reads the xattr; *blob points into value. -ENODATA when absent. */
-static int load_wrapped_dek(int fd, uint8_t *value, size_t cap, char *key_arn,
-			    const uint8_t **blob, size_t *blob_len)
-{
-	ssize_t len = fgetxattr(fd, KMSFS_DEK_XATTR, value, cap);
-	size_t arn_len;
-
-	if (len < 0)
-		return errno == ENODATA ? -ENODATA : -errno;
-	if (len < 3 || value[0] != DEK_XATTR_VERSION)
-		return -EIO;
-	arn_len = value[1];
-	if ((size_t)len < 2 + arn_len + 1 || arn_len >= KC_ARN_MAX)
-		return -EIO;
-	memcpy(key_arn, value + 2, arn_len);
-	key_arn[arn_len] = '\0';
-	*blob = value + 2 + arn_len;
-	*blob_len = (size_t)len - 2 - arn_len;
+	out->value[0] = DEK_XATTR_VERSION;
+	out->value[1] = (uint8_t)arn_len;
+	memcpy(out->value + 2, key_arn, arn_len);
+	memcpy(out->value + 2 + arn_len, blob, blob_len);
+	out->len = 2 + arn_len + blob_len;
 	return 0;
 }
 
-static void grant_record(struct kfs_node *node, uid_t uid)
+/* *blob points into wrapped->value. -EIO when malformed. */
+static int decode_v1(const struct kfs_wrapped_dek *wrapped, char *key_arn,
+		     const uint8_t **blob, size_t *blob_len)
 {
-	time_t now = time(NULL);
+	size_t arn_len;
+
+	if (wrapped->len < 3 || wrapped->value[0] != DEK_XATTR_VERSION)
+		return -EIO;
+	arn_len = wrapped->value[1];
+	if (wrapped->len < 2 + arn_len + 1 || arn_len >= KC_ARN_MAX)
+		return -EIO;
+	memcpy(key_arn, wrapped->value + 2, arn_len);
+	key_arn[arn_len] = '\0';
+	*blob = wrapped->value + 2 + arn_len;
+	*blob_len = wrapped->len - 2 - arn_len;
+	return 0;
+}
+
+/* The xattr as stored, whatever its version. -ENODATA when absent. */
+static int load_wrapped_dek(int fd, struct kfs_wrapped_dek *wrapped)
+{
+	ssize_t len = fgetxattr(fd, KMSFS_DEK_XATTR, wrapped->value, sizeof(wrapped->value));
+
+	if (len < 0)
+		return errno == ENODATA ? -ENODATA : -errno;
+	wrapped->len = (size_t)len;
+	return len > 0 ? 0 : -EIO;
+}
+
+/* Version 1: a data key of the file's own from GenerateDataKey, as the caller. */
+static int wrap_v1(const struct kmsfs_header *hdr, const char *path,
+		   const struct kc_caller *caller, uint8_t *dek, struct kfs_wrapped_dek *out)
+{
+	char file_id[2 * KMSFS_FILE_ID_LEN + 1];
+	char key_arn[KC_ARN_MAX] = "";
+	struct kc_context ctx;
+	struct kc_error err = { 0 };
+	uint8_t *blob = NULL;
+	size_t blob_len = 0;
+	enum kc_status status;
+	int ret;
+
+	kmsfs_file_id_hex(hdr, file_id);
+	context_for(&ctx, file_id);
+	out->authorized_at = time(NULL);
+	status = keyclient_generate_data_key_file(kfs->kc, kfs->vol.key_id, &ctx, caller, path,
+						  dek, KMSFS_DEK_LEN, &blob, &blob_len, key_arn, &err);
+	if (status != KC_OK) {
+		syslog(LOG_NOTICE, "%s: data key generation refused: %s (%s)",
+		       path, err.message, err.type);
+		ret = kfs_errno_for_status(status);
+		goto out;
+	}
+	ret = encode_v1(key_arn[0] ? key_arn : kfs->vol.key_id, blob, blob_len, out);
+out:
+	free(blob);
+	return ret;
+}
+
+/* Version 1: Decrypt of the file's own CiphertextBlob, as the caller. */
+static int unwrap_v1(const struct kmsfs_header *hdr, const char *path,
+		     const struct kc_caller *caller, struct kfs_wrapped_dek *wrapped, uint8_t *dek)
+{
+	char key_arn[KC_ARN_MAX], used_arn[KC_ARN_MAX] = "";
+	char file_id[2 * KMSFS_FILE_ID_LEN + 1];
+	const uint8_t *blob = NULL;
+	size_t blob_len = 0, dek_len = 0;
+	struct kc_context ctx;
+	struct kc_error err = { 0 };
+	enum kc_status status;
+
+	if (decode_v1(wrapped, key_arn, &blob, &blob_len) < 0) {
+		kfs_audit_integrity(path, "MalformedDataKey", -1,
+				    "user.kmsfs.dek xattr is malformed");
+		return -EIO;
+	}
+	kmsfs_file_id_hex(hdr, file_id);
+	context_for(&ctx, file_id);
+	wrapped->authorized_at = time(NULL);
+	/* Name the key the xattr says wrapped it, as AWS recommends for Decrypt. */
+	status = keyclient_decrypt_file(kfs->kc, key_arn, blob, blob_len, &ctx, caller, path,
+					dek, KMSFS_DEK_LEN, &dek_len, used_arn, &err);
+	if (status != KC_OK) {
+		syslog(LOG_NOTICE, "%s: data key unwrap refused: %s (%s)",
+		       path, err.message, err.type);
+		return kfs_errno_for_status(status);
+	}
+	return dek_len == KMSFS_DEK_LEN ? 0 : -EIO;
+}
+
+static void grant_record(struct kfs_node *node, uid_t uid, time_t authorized_at)
+{
 	unsigned slot = 0;
 
 	for (unsigned i = 0; i < node->grant_count; i++) {
 		if (node->grants[i].uid == uid) {
-			node->grants[i].granted_at = now;
+			node->grants[i].granted_at = authorized_at;
 			return;
 		}
 		if (node->grants[i].granted_at < node->grants[slot].granted_at)
@@ -144,7 +211,7 @@ static void grant_record(struct kfs_node *node, uid_t uid)
 	if (node->grant_count < KFS_MAX_GRANTS)
 		slot = node->grant_count++;
 	node->grants[slot].uid = uid;
-	node->grants[slot].granted_at = now;
+	node->grants[slot].granted_at = authorized_at;
 }
 
 static int grant_valid(const struct kfs_node *node, uid_t uid)
@@ -170,35 +237,26 @@ int kfs_key_create(struct kfs_node *node, int fd, const char *path,
 {
 	struct kmsfs_header hdr;
 	uint8_t hdr_bytes[KMSFS_HEADER_LEN];
-	char file_id[2 * KMSFS_FILE_ID_LEN + 1];
-	char key_arn[KC_ARN_MAX] = "";
-	struct kc_context ctx;
-	struct kc_error err = { 0 };
-	uint8_t *dek = NULL, *blob = NULL;
-	size_t blob_len = 0;
-	enum kc_status status;
+	struct kfs_wrapped_dek wrapped;
+	uint8_t *dek = NULL;
 	ssize_t put;
 	int ret;
 
 	kmsfs_header_new(&hdr, kfs->vol.cipher);
 	kmsfs_header_encode(&hdr, hdr_bytes);
-	kmsfs_file_id_hex(&hdr, file_id);
-	context_for(&ctx, file_id);
-
 	dek = kmsfs_secure_alloc(KMSFS_DEK_LEN);
 	if (!dek)
 		return -ENOMEM;
-	status = keyclient_generate_data_key_file(kfs->kc, kfs->vol.key_id, &ctx, caller, path,
-						  dek, KMSFS_DEK_LEN, &blob, &blob_len, key_arn, &err);
-	if (status != KC_OK) {
-		syslog(LOG_NOTICE, "%s: data key generation refused: %s (%s)",
-		       path, err.message, err.type);
-		ret = errno_for_status(status);
-		goto out;
-	}
-	ret = store_wrapped_dek(fd, key_arn[0] ? key_arn : kfs->vol.key_id, blob, blob_len);
+	if (kfs->vol.bucket_key)
+		ret = kfs_bucket_wrap(&hdr, path, caller, dek, &wrapped);
+	else
+		ret = wrap_v1(&hdr, path, caller, dek, &wrapped);
 	if (ret < 0)
 		goto out;
+	if (fsetxattr(fd, KMSFS_DEK_XATTR, wrapped.value, wrapped.len, 0) < 0) {
+		ret = -errno;
+		goto out;
+	}
 	put = pwrite(fd, hdr_bytes, sizeof(hdr_bytes), 0);
 	if (put != (ssize_t)sizeof(hdr_bytes)) {
 		ret = put < 0 ? -errno : -EIO;
@@ -211,11 +269,10 @@ int kfs_key_create(struct kfs_node *node, int fd, const char *path,
 		goto out;
 	}
 	node->grant_count = 0;
-	grant_record(node, caller->uid);
+	grant_record(node, caller->uid, wrapped.authorized_at);
 	ret = 0;
 out:
 	kmsfs_secure_free(dek);
-	free(blob);
 	return ret;
 }
 
@@ -223,18 +280,11 @@ out:
 static int key_unwrap(struct kfs_node *node, int fd, const char *path,
 		      const struct kmsfs_header *hdr, const struct kc_caller *caller)
 {
-	uint8_t value[DEK_XATTR_MAX];
-	char key_arn[KC_ARN_MAX], used_arn[KC_ARN_MAX] = "";
-	char file_id[2 * KMSFS_FILE_ID_LEN + 1];
-	const uint8_t *blob = NULL;
-	size_t blob_len = 0, dek_len = 0;
-	struct kc_context ctx;
-	struct kc_error err = { 0 };
+	struct kfs_wrapped_dek wrapped;
 	uint8_t *dek = NULL;
-	enum kc_status status;
 	int ret;
 
-	ret = load_wrapped_dek(fd, value, sizeof(value), key_arn, &blob, &blob_len);
+	ret = load_wrapped_dek(fd, &wrapped);
 	if (ret == -ENODATA) {
 		kfs_audit_integrity(path, "MissingDataKey", -1,
 			"file has a kmsfs header but no user.kmsfs.dek xattr "
@@ -246,24 +296,15 @@ static int key_unwrap(struct kfs_node *node, int fd, const char *path,
 				    "user.kmsfs.dek xattr is malformed");
 		return -EIO;
 	}
-	kmsfs_file_id_hex(hdr, file_id);
-	context_for(&ctx, file_id);
 	dek = kmsfs_secure_alloc(KMSFS_DEK_LEN);
 	if (!dek)
 		return -ENOMEM;
-	/* Name the key the xattr says wrapped it, as AWS recommends for Decrypt. */
-	status = keyclient_decrypt_file(kfs->kc, key_arn, blob, blob_len, &ctx, caller, path,
-					dek, KMSFS_DEK_LEN, &dek_len, used_arn, &err);
-	if (status != KC_OK) {
-		syslog(LOG_NOTICE, "%s: data key unwrap refused: %s (%s)",
-		       path, err.message, err.type);
-		ret = errno_for_status(status);
+	if (wrapped.value[0] == KFS_DEK_XATTR_BUCKET)
+		ret = kfs_bucket_unwrap(hdr, path, caller, &wrapped, dek);
+	else
+		ret = unwrap_v1(hdr, path, caller, &wrapped, dek);
+	if (ret < 0)
 		goto out;
-	}
-	if (dek_len != KMSFS_DEK_LEN) {
-		ret = -EIO;
-		goto out;
-	}
 	if (!node->fk) {
 		node->fk = kmsfs_filekey_new(hdr, dek);
 		if (!node->fk) {
@@ -271,7 +312,7 @@ static int key_unwrap(struct kfs_node *node, int fd, const char *path,
 			goto out;
 		}
 	}
-	grant_record(node, caller->uid);
+	grant_record(node, caller->uid, wrapped.authorized_at);
 	ret = 0;
 out:
 	kmsfs_secure_free(dek);

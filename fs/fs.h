@@ -26,17 +26,20 @@ struct kmsfs_volume {
 	uint32_t block_size;
 	char key_id[KC_ARN_MAX];     /* KMS key ARN */
 	char key_service[256];       /* "local", or the remote key service's endpoint URL */
-	int bucket_key;              /* 0 in this version */
+	int bucket_key;              /* data keys wrapped under a bucket key (bucketkey.c) */
 };
+
+/* kmsfs_volume_create flags */
+#define KMSFS_VOLUME_BUCKET_KEY 0x1  /* bucket key mode: bucket_key = true */
 
 /*
  * Write CIPHERDIR/kmsfs.conf for a new volume under key_id, with a MAC
- * keyed by a data key only the key service can unwrap. Fails if the
- * directory is not empty-of-config, or lacks user xattr support.
- * errbuf receives "what: why" on failure.
+ * keyed by a data key only the key service can unwrap. flags: 0 or
+ * KMSFS_VOLUME_BUCKET_KEY. Fails if the directory is not empty-of-config,
+ * or lacks user xattr support. errbuf receives "what: why" on failure.
  */
 int kmsfs_volume_create(const char *cipherdir, const char *key_id, enum kmsfs_cipher cipher,
-			struct keyclient *kc, const struct kc_caller *caller,
+			unsigned flags, struct keyclient *kc, const struct kc_caller *caller,
 			struct kmsfs_volume *out, char *errbuf, size_t errlen);
 
 /*

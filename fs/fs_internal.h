@@ -8,6 +8,8 @@
  *              unwrapped data key, and which principals were authorized.
  *   filekey.c- setting up a file's data key: a fresh one on create, an
  *              unwrap through the key service (as the caller) on open.
+ *   bucketkey.c- bucket key mode: data keys wrapped locally under a
+ *              per-principal bucket key, and the cache of bucket keys.
  *   io.c     - block arithmetic: read, write, truncate, fallocate, lseek
  *              over the sealed blocks of a backing file.
  *   ops.c    - the FUSE operations (path and passthrough plumbing).
@@ -193,12 +195,36 @@ void kfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 void kfs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
 /* filekey.c */
+#define KFS_DEK_XATTR_MAX 4096
+/* A file's user.kmsfs.dek value, and when the key service last allowed its use. */
+struct kfs_wrapped_dek {
+	uint8_t value[KFS_DEK_XATTR_MAX];
+	size_t len;
+	time_t authorized_at;            /* grants for the file count from here */
+};
+int kfs_errno_for_status(enum kc_status status);
 int kfs_key_create(struct kfs_node *node, int fd, const char *path,
 		   const struct kc_caller *caller);
 int kfs_key_ensure(struct kfs_node *node, int fd, const char *path,
 		   const struct kc_caller *caller, int writable);
 void kfs_audit_integrity(const char *path, const char *what, int64_t block,
 			 const char *reason);
+
+/*
+ * bucketkey.c. kfs_bucket_wrap: a fresh data key (into dek, secure memory)
+ * for the file with header hdr, sealed under the caller's current bucket
+ * key; out gets the version-2 xattr value. kfs_bucket_unwrap: the data key
+ * from the version-2 value in wrapped, as the caller; sets authorized_at.
+ * Both 0 or -errno (EACCES refused, EIO unreachable or damaged), and both
+ * write the file's own audit record.
+ */
+#define KFS_DEK_XATTR_BUCKET 2           /* user.kmsfs.dek version of bucket key mode */
+int kfs_bucket_wrap(const struct kmsfs_header *hdr, const char *path,
+		    const struct kc_caller *caller, uint8_t *dek, struct kfs_wrapped_dek *out);
+int kfs_bucket_unwrap(const struct kmsfs_header *hdr, const char *path,
+		      const struct kc_caller *caller, struct kfs_wrapped_dek *wrapped,
+		      uint8_t *dek);
+void kfs_bucket_cache_destroy(void);    /* unmount: wipe every cached bucket key */
 
 /* io.c: all take node->io_lock themselves */
 ssize_t kfs_io_read(struct kfs_file *f, char *buf, size_t size, off_t off);

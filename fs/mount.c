@@ -149,6 +149,7 @@ out:
 	fuse_opt_free_args(&args);
 	kfs_inode_table_destroy();
 	kfs_node_table_destroy();
+	kfs_bucket_cache_destroy();
 	close(state.root_fd);
 	closelog();
 	kfs = NULL;

@@ -9,7 +9,8 @@
  * under the volume's KMS key with context {"kmsfs:volume": id,
  * "kmsfs:purpose": "config-mac"}). Changing key_id, cipher or anything
  * else is caught at mount: the MAC no longer verifies, or the wrapped MAC
- * key no longer belongs to the named key.
+ * key no longer belongs to the named key. bucket_key is covered too, so
+ * turning bucket key mode on or off is an edit the mount refuses.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -271,7 +272,7 @@ static void new_uuid(char out[37])
 }
 
 int kmsfs_volume_create(const char *cipherdir, const char *key_id, enum kmsfs_cipher cipher,
-			struct keyclient *kc, const struct kc_caller *caller,
+			unsigned flags, struct keyclient *kc, const struct kc_caller *caller,
 			struct kmsfs_volume *out, char *errbuf, size_t errlen)
 {
 	struct conf_fields c = { 0 };
@@ -295,6 +296,7 @@ int kmsfs_volume_create(const char *cipherdir, const char *key_id, enum kmsfs_ci
 	c.vol.format = KMSFS_FORMAT_VERSION;
 	c.vol.cipher = cipher;
 	c.vol.block_size = KMSFS_BLOCK_SIZE;
+	c.vol.bucket_key = (flags & KMSFS_VOLUME_BUCKET_KEY) != 0;
 	snprintf(c.vol.key_service, sizeof(c.vol.key_service), "%s", keyclient_service(kc));
 	mac_context(&ctx, c.vol.id);
 
@@ -414,9 +416,6 @@ int kmsfs_volume_load(const char *cipherdir, struct keyclient *kc,
 	if (strcmp(c.vol.key_service, keyclient_service(kc)) != 0)
 		return fail(errbuf, errlen, "%s: volume uses key service \"%s\", not \"%s\"",
 			    path, c.vol.key_service, keyclient_service(kc));
-	if (c.vol.bucket_key)
-		return fail(errbuf, errlen, "%s: bucket_key volumes are not supported by this "
-			    "version", path);
 	if (authenticate(&c, path, kc, caller, errbuf, errlen) < 0)
 		return -1;
 	*out = c.vol;

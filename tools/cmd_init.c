@@ -6,6 +6,9 @@
  * can unwrap). With --key-service URL the volume's keys live in a remote
  * key service (kmsd, or AWS KMS itself), reached with the user's AWS
  * credentials; --key then names a key that already exists there.
+ * --bucket-key turns on bucket key mode (fs/bucketkey.c): file data keys
+ * are wrapped locally under a bucket key each principal gets from the key
+ * service once per key_cache_ttl, instead of one key-service call per file.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,10 +23,10 @@
 #include "fs.h"
 
 static const char usage[] =
-	"usage: kmsfs init [--key KEY] [--cipher aes-256-gcm|xchacha20-poly1305]\n"
+	"usage: kmsfs init [--key KEY] [--cipher aes-256-gcm|xchacha20-poly1305] [--bucket-key]\n"
 	"                  [--keystore DIR] [--passfile FILE] [--extpass CMD] CIPHERDIR\n"
 	"       kmsfs init --key-service URL --key KEY [--profile NAME] [--region REGION]\n"
-	"                  [--ca-file FILE] [--cipher ...] CIPHERDIR\n"
+	"                  [--ca-file FILE] [--cipher ...] [--bucket-key] CIPHERDIR\n"
 	"\n"
 	"Create an encrypted volume in CIPHERDIR (created if missing; must be empty).\n"
 	"  --key KEY         KMS key (id, ARN or alias/NAME); default: create a new key\n"
@@ -36,6 +39,11 @@ static const char usage[] =
 	"  --region REGION   region (default: the key ARN's, AWS_REGION, the profile's)\n"
 	"  --ca-file FILE    trust this PEM CA bundle for the key service's TLS\n"
 	"  --cipher NAME     aes-256-gcm (default) or xchacha20-poly1305\n"
+	"  --bucket-key      bucket key mode (as S3 Bucket Keys): each user gets a volume\n"
+	"                    key from the key service once per key cache period and file\n"
+	"                    keys are wrapped under it locally - one key-service call per\n"
+	"                    user and period instead of one per file; every file key is\n"
+	"                    still in the audit log\n"
 	"  --keystore DIR    local key store (default $XDG_DATA_HOME/kmsfs); created if missing\n"
 	"  --passfile FILE   read the key store passphrase from FILE\n"
 	"  --extpass CMD     run CMD and read the passphrase from its output\n"
@@ -58,7 +66,7 @@ static int make_key(struct keyclient *kc, const char *cipherdir, char *key_arn, 
 
 /* A volume whose keys live in a remote key service; the key must exist there. */
 static int init_remote(struct cli_remote *remote, const char *key, enum kmsfs_cipher cipher,
-		const char *cipherdir)
+		unsigned flags, const char *cipherdir)
 {
 	char principal[KMSFS_PRINCIPAL_NAME_MAX], errbuf[512];
 	struct keyclient *kc = NULL;
@@ -73,15 +81,15 @@ static int init_remote(struct cli_remote *remote, const char *key, enum kmsfs_ci
 	if (cli_open_remote(remote, &kc, principal, sizeof(principal)) != 0)
 		return 1;
 	caller.principal = principal;
-	if (kmsfs_volume_create(cipherdir, key, cipher, kc, &caller, &vol, errbuf,
+	if (kmsfs_volume_create(cipherdir, key, cipher, flags, kc, &caller, &vol, errbuf,
 				sizeof(errbuf)) != 0) {
 		cli_error("%s", errbuf);
 		goto out;
 	}
-	printf("kmsfs: created volume %s in %s\n  cipher %s, key %s\n  key service %s "
+	printf("kmsfs: created volume %s in %s\n  cipher %s, key %s%s\n  key service %s "
 	       "(profile %s)\nMount it with: kmsfs mount %s MOUNTPOINT\n",
-	       vol.id, cipherdir, kmsfs_cipher_name(vol.cipher), vol.key_id, vol.key_service,
-	       principal, cipherdir);
+	       vol.id, cipherdir, kmsfs_cipher_name(vol.cipher), vol.key_id,
+	       vol.bucket_key ? ", bucket keys" : "", vol.key_service, principal, cipherdir);
 	ret = 0;
 out:
 	keyclient_free(kc);
@@ -100,6 +108,7 @@ int cmd_init(int argc, char **argv)
 		{ "profile", required_argument, NULL, 'P' },
 		{ "region", required_argument, NULL, 'r' },
 		{ "ca-file", required_argument, NULL, 'C' },
+		{ "bucket-key", no_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -107,6 +116,7 @@ int cmd_init(int argc, char **argv)
 	struct cli_remote remote = { 0 };
 	enum kmsfs_cipher cipher = KMSFS_CIPHER_AES_256_GCM;
 	const char *key = NULL;
+	unsigned flags = 0;
 	char cipherdir[PATH_MAX], key_arn[KC_ARN_MAX], audit_path[PATH_MAX + 16];
 	char principal[64], errbuf[512];
 	struct keyclient *kc = NULL;
@@ -131,6 +141,7 @@ int cmd_init(int argc, char **argv)
 		case 'P': remote.profile = optarg; break;
 		case 'r': remote.region = optarg; break;
 		case 'C': remote.ca_file = optarg; break;
+		case 'B': flags |= KMSFS_VOLUME_BUCKET_KEY; break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: fputs(usage, stderr); return 2;
 		}
@@ -147,7 +158,7 @@ int cmd_init(int argc, char **argv)
 		return cli_error("%s: filesystem does not support user extended attributes "
 				 "(kmsfs keeps each file's wrapped data key in one)", cipherdir);
 	if (cli_is_remote(remote.endpoint))
-		return init_remote(&remote, key, cipher, cipherdir);
+		return init_remote(&remote, key, cipher, flags, cipherdir);
 	if (cli_open_keyclient(&ks, 1, &kc) != 0)
 		return 1;
 	cli_default_audit_path(&ks, audit_path, sizeof(audit_path));
@@ -159,15 +170,15 @@ int cmd_init(int argc, char **argv)
 		key = key_arn;
 	}
 	cli_caller(&caller, principal, sizeof(principal));
-	if (kmsfs_volume_create(cipherdir, key, cipher, kc, &caller, &vol, errbuf,
+	if (kmsfs_volume_create(cipherdir, key, cipher, flags, kc, &caller, &vol, errbuf,
 				sizeof(errbuf)) != 0) {
 		cli_error("%s", errbuf);
 		goto out;
 	}
-	printf("kmsfs: created volume %s in %s\n  cipher %s, key %s\n  key store %s\n"
+	printf("kmsfs: created volume %s in %s\n  cipher %s, key %s%s\n  key store %s\n"
 	       "Mount it with: kmsfs mount %s MOUNTPOINT\n",
-	       vol.id, cipherdir, kmsfs_cipher_name(vol.cipher), vol.key_id, ks.resolved,
-	       cipherdir);
+	       vol.id, cipherdir, kmsfs_cipher_name(vol.cipher), vol.key_id,
+	       vol.bucket_key ? ", bucket keys" : "", ks.resolved, cipherdir);
 	ret = 0;
 out:
 	keyclient_free(kc);
