@@ -76,6 +76,7 @@ static struct kc_audit *open_trail(const struct kc_audit_options *opts, char err
 static struct kc_audit *open_file(const char *path, char err[KC_AUDIT_ERR_MAX])
 {
 	struct kc_audit *audit = calloc(1, sizeof *audit);
+	int saved_errno;
 
 	if (!audit) {
 		snprintf(err, KC_AUDIT_ERR_MAX, "out of memory");
@@ -84,8 +85,10 @@ static struct kc_audit *open_file(const char *path, char err[KC_AUDIT_ERR_MAX])
 	pthread_mutex_init(&audit->lock, NULL);
 	audit->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	if (audit->fd < 0) {
-		snprintf(err, KC_AUDIT_ERR_MAX, "%s", strerror(errno));
+		saved_errno = errno;     /* kc_audit_open's callers report it */
+		snprintf(err, KC_AUDIT_ERR_MAX, "%s", strerror(saved_errno));
 		kc_audit_close(audit);
+		errno = saved_errno;
 		return NULL;
 	}
 	return audit;

@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "audit_trail.h"
 
@@ -46,19 +45,9 @@ struct kmsd_audit_trail {
 	char *account;
 };
 
-/*
- * The signing key lives in data_dir. A data_dir that is not there yet is
- * made here only when kmsd may create the key store in it anyway.
- */
+/* The signing key lives in data_dir, beside the key store (opened before the trail). */
 static int key_path(const struct kmsd_config *cfg, char out[PATH_MAX], char err[KMSD_ERR_MAX])
 {
-	struct stat st;
-
-	if (!cfg->create_store && stat(cfg->data_dir, &st) != 0) {
-		snprintf(err, KMSD_ERR_MAX, "data_dir %s has no key store and create_store = no",
-			 cfg->data_dir);
-		return -1;
-	}
 	if (snprintf(out, PATH_MAX, "%s/audit-digest.key", cfg->data_dir) >= PATH_MAX) {
 		snprintf(err, KMSD_ERR_MAX, "data_dir %s: path too long", cfg->data_dir);
 		return -1;

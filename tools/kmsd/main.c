@@ -5,9 +5,11 @@
  *   kmsd --config FILE [--verbose]   run in the foreground until SIGTERM/SIGINT
  *   kmsd --config FILE --check-config
  *
- * Start-up order: configuration (refused when others can read it), audit
- * trail, key store (created when missing unless create_store = no), the
- * engine's own maintenance once, then the listener; "kmsd: listening on
+ * Start-up order: configuration (refused when others can read it), key
+ * store (created when missing unless create_store = no), audit trail
+ * (after the store: a second kmsd on a store in use stops there, before
+ * it touches the first one's trail), the engine's own maintenance once,
+ * then the listener; "kmsd: listening on
  * ADDRESS:PORT" on stderr says it is ready. A maintenance thread runs the
  * engine's background work (deletion windows, automatic rotation) every
  * 60 s. SIGTERM or SIGINT stops the listener, lets running requests
@@ -327,11 +329,6 @@ static int run(const struct options *opts, const sigset_t *stop_signals)
 	fprintf(stderr, "kmsd %s: starting with %s (%zu users, key store %s, audit trail %s, "
 		"%u threads, max_body %zu)\n", KMSD_VERSION, cfg.path, cfg.user_count, cfg.data_dir,
 		cfg.audit_dir, cfg.threads, cfg.max_body);
-	kmsd.audit = kmsd_audit_open(&cfg, err);
-	if (!kmsd.audit) {
-		die("%s", err);
-		goto out;
-	}
 	kmsd.sigv4_cache = kc_sigv4_key_cache_new();
 	if (!kmsd.sigv4_cache) {
 		die("out of locked memory for the signing-key cache");
@@ -339,6 +336,11 @@ static int run(const struct options *opts, const sigset_t *stop_signals)
 	}
 	if (open_engine(&kmsd) != 0)
 		goto out;
+	kmsd.audit = kmsd_audit_open(&cfg, err);
+	if (!kmsd.audit) {
+		die("%s", err);
+		goto out;
+	}
 	rc = serve(&kmsd, stop_signals);
 	if (rc == 0)
 		fprintf(stderr, "kmsd: stopped\n");
