@@ -4,8 +4,10 @@
  * Modelled on aws-encryption-sdk-c's keyrings: a small vtable, and the
  * caller never knows which backend answered. Backends:
  *   - the local engine (embedded key service: SQLite key store whose key
- *     material is sealed under an Argon2id root key) - the default;
- *   - a remote transport speaking the AWS KMS JSON 1.1 API (later issue).
+ *     material is sealed under a root key) - the default, and kmsd's
+ *     engine (kms_api.h serves it as the AWS KMS API);
+ *   - the remote transport (remote.c): the AWS KMS JSON 1.1 API over
+ *     HTTP(S) with SigV4, to kmsd or to AWS KMS itself.
  *
  * Every operation takes the caller's principal and, for data-key
  * operations, an encryption context; errors come back as AWS KMS error
