@@ -42,7 +42,8 @@ static char scratch[] = "/tmp/test_audit_digest.XXXXXX";
 
 static const char *path_in(char out[PATH_LEN], const char *dir, const char *name)
 {
-	snprintf(out, PATH_LEN, "%s/%s", dir, name);
+	if (snprintf(out, PATH_LEN, "%s/%s", dir, name) >= PATH_LEN)
+		CHECK(!"path too long");
 	return out;
 }
 
