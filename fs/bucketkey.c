@@ -33,8 +33,8 @@
  * cached bucket key is authorized as of that key-service answer (its
  * grant counts from then, filekey.c), so the bound does not stack.
  * Concurrent misses on one entry wait for a single key-service call.
- * At most BUCKET_CACHE_MAX entries, oldest out first; keys are wiped on
- * expiry, eviction and unmount.
+ * At most BUCKET_CACHE_MAX entries, oldest out first; a key is wiped when
+ * the next data-key operation finds it expired, on eviction and at unmount.
  *
  * Audit: the key-service calls are recorded by keyclient (eventSource
  * kms.amazonaws.com, volume context, the path of the file that caused
