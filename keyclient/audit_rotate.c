@@ -42,6 +42,8 @@
 #define SEQ_MAX 10000
 #define WAKE_MAX_SECONDS 60          /* re-check the wall clock at least this often */
 #define WAKE_LATE_NS 20000000L       /* digest 20 ms after the boundary, not before */
+#define LOCK_WAIT_MS 5000            /* sealing holds DIR/.lock for a directory listing: */
+                                     /* longer means another kind of writer holds it */
 
 enum digest_kind { DIGEST_PERIOD_END, DIGEST_STARTUP, DIGEST_SHUTDOWN };
 
@@ -199,6 +201,30 @@ static int append_single(struct kc_audit_trail *trail, const char *line, size_t 
 	return rc;
 }
 
+/*
+ * flock(op) on DIR/.lock, waiting at most LOCK_WAIT_MS: a kmsd holds the
+ * lock of its own directory for good, and a mount pointed at it must fail
+ * rather than hang.
+ */
+static int lock_dir(struct kc_audit_trail *trail, int op, char err[KC_AUDIT_ERR_MAX])
+{
+	long waited_ms = 0, pause_ms = 1;
+
+	while (flock(trail->lock_fd, op | LOCK_NB) != 0) {
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			break;
+		if (waited_ms >= LOCK_WAIT_MS) {
+			snprintf(err, KC_AUDIT_ERR_MAX, "audit directory %s is held by another "
+				 "process (a kmsd?)", trail->dir);
+			return -1;
+		}
+		usleep((useconds_t)pause_ms * 1000);
+		waited_ms += pause_ms;
+		pause_ms = pause_ms < 50 ? pause_ms * 2 : 50;
+	}
+	return 0;
+}
+
 /* Several processes: one append at a time here, DIR/.lock shared against sealing. */
 static int append_shared(struct kc_audit_trail *trail, const char *line, size_t len,
 		char err[KC_AUDIT_ERR_MAX])
@@ -207,8 +233,10 @@ static int append_shared(struct kc_audit_trail *trail, const char *line, size_t 
 	int rc = -1;
 
 	pthread_rwlock_wrlock(&trail->lock);
-	while (flock(trail->lock_fd, LOCK_SH) != 0 && errno == EINTR)
-		;
+	if (lock_dir(trail, LOCK_SH, err) != 0) {
+		pthread_rwlock_unlock(&trail->lock);
+		return -1;
+	}
 	now = time(NULL);
 	if (needs_open(trail, now) && open_period_file(trail, period_start(trail, now), err) != 0)
 		goto out;
@@ -401,17 +429,20 @@ static void seal_file(struct kc_audit_trail *trail, const char *name)
 static int seal_for_digest(struct kc_audit_trail *trail, const struct chain_head *head,
 		time_t end, struct log_list *list)
 {
-	int rc;
+	char err[KC_AUDIT_ERR_MAX];
+	int rc = -1;
 
 	pthread_rwlock_wrlock(&trail->lock);
-	if (!trail->single_process)
-		while (flock(trail->lock_fd, LOCK_EX) != 0 && errno == EINTR)
-			;
+	if (!trail->single_process && lock_dir(trail, LOCK_EX, err) != 0) {
+		warn(trail, err);
+		goto out;
+	}
 	rc = list_undigested(trail, head, end, list);
 	for (size_t i = 0; rc == 0 && i < list->count; i++)
 		seal_file(trail, list->items[i].name);
 	if (!trail->single_process)
 		flock(trail->lock_fd, LOCK_UN);
+out:
 	pthread_rwlock_unlock(&trail->lock);
 	return rc;
 }
@@ -735,6 +766,12 @@ static int open_files(struct kc_audit_trail *trail, const struct kc_audit_trail_
 		snprintf(err, KC_AUDIT_ERR_MAX, "audit directory %s is in use by another process",
 			 trail->dir);
 		return -1;
+	}
+	/* Shared: refuse at open a directory a single writer holds, not at the first record. */
+	if (!opts->single_process) {
+		if (lock_dir(trail, LOCK_SH, err) != 0)
+			return -1;
+		flock(trail->lock_fd, LOCK_UN);
 	}
 	return 0;
 }

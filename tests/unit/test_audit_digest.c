@@ -693,6 +693,30 @@ static void test_reopen_and_appenders(const char *key_path)
 	      res.counts.records == 3);
 }
 
+/* A mount pointed at a kmsd's directory fails at open (within seconds), never hangs. */
+static void test_single_writer_excludes_others(void)
+{
+	char dir[PATH_LEN], err[KC_AUDIT_ERR_MAX];
+	struct kc_audit_trail_options kmsd = { .prefix = "kmsd", .period = 60, .single_process = 1 };
+	struct kc_audit_trail_options mount = { .prefix = "kmsfs", .period = 60 };
+	struct kc_audit_trail *held, *other;
+	time_t started;
+
+	kmsd.dir = mount.dir = path_in(dir, scratch, "held");
+	held = kc_audit_trail_open(&kmsd, err);
+	CHECK(held != NULL);
+	started = time(NULL);
+	other = kc_audit_trail_open(&mount, err);
+	CHECK(other == NULL && strstr(err, "held by another process"));
+	CHECK(time(NULL) - started <= 10);
+	other = kc_audit_trail_open(&kmsd, err);
+	CHECK(other == NULL && strstr(err, "in use by another process"));
+	kc_audit_trail_close(held);
+	other = kc_audit_trail_open(&mount, err);
+	CHECK(other != NULL);
+	kc_audit_trail_close(other);
+}
+
 int main(void)
 {
 	char pristine[PATH_LEN], key_path[PATH_LEN];
@@ -718,6 +742,7 @@ int main(void)
 		test_anchor(pristine, &tf);
 	}
 	test_reopen_and_appenders(key_path);
+	test_single_writer_excludes_others();
 
 	if (!getenv("TEST_AUDIT_KEEP"))
 		run("rm -rf %s", scratch);
