@@ -20,7 +20,7 @@
 
 static const char usage[] =
 	"usage: kmsfs key <action> [--keystore DIR] [--passfile FILE] [--extpass CMD]\n"
-	"                          [--audit-log FILE] ...\n"
+	"                          [--audit-log FILE|DIR/] ...\n"
 	"\n"
 	"actions:\n"
 	"  create [--description TEXT] [--alias alias/NAME]   create a KMS key\n"
@@ -30,15 +30,12 @@ static const char usage[] =
 	"  enable KEY | disable KEY                          allow / refuse its use\n"
 	"  rotate KEY                                        new key material (old data still decrypts)\n"
 	"  allow KEY PRINCIPAL | disallow KEY PRINCIPAL      list a principal (uid:N) on the key\n"
-	"KEY is a key id, key ARN, alias/NAME or alias ARN.\n";
+	"KEY is a key id, key ARN, alias/NAME or alias ARN. --audit-log DIR/ appends to a mount's\n"
+	"audit trail (its next digest seals the records); the default is KEYSTORE/audit.log.\n";
 
 static const char *state_name(enum kc_key_state state)
 {
-	switch (state) {
-	case KC_KEY_ENABLED: return "Enabled";
-	case KC_KEY_DISABLED: return "Disabled";
-	default: return "PendingDeletion";
-	}
+	return kc_key_state_name(state);
 }
 
 static void print_key_json(const struct kc_key_info *info)
