@@ -212,6 +212,16 @@ static int list_one_key(json_t *item, void *arg)
 
 	listing->rc = kc_remote_describe_key(listing->kc, arn ? arn : key_id, listing->caller,
 			&info, listing->err);
+	/*
+	 * A key whose policy lets the caller list but not describe it is left
+	 * out: one such key must not make the whole listing fail.
+	 */
+	if (listing->rc == KC_ACCESS_DENIED) {
+		listing->rc = KC_OK;
+		if (listing->err)
+			memset(listing->err, 0, sizeof *listing->err);
+		return 0;
+	}
 	if (listing->rc != KC_OK)
 		return 1;
 	return listing->fn(&info, listing->arg);

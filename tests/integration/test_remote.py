@@ -151,8 +151,12 @@ attempt("create", lambda: wr("%(m)s/bob.txt", "from bob", "wb"))
     # Revoking the grant denies bob again within key_cache_ttl.
     remote.kms.revoke_grant(KeyId=remote.key_arn, GrantId=grant["GrantId"])
     time.sleep(TTL + 0.5)
+    denied_before = len(records_for(remote.audit, principal="bob", event="Decrypt",
+                                    error="AccessDeniedException"))
     r = as_user(BOB_UID, 'attempt("read", lambda: rd("%s/shared.txt"))' % mnt)
     assert r["read"] == ["err", "EACCES"], r
+    assert len(records_for(remote.audit, principal="bob", event="Decrypt",
+                           error="AccessDeniedException")) > denied_before
 
     # Disabling the key denies everyone's new opens within the same bound.
     remote.kms.disable_key(KeyId=remote.key_arn)
