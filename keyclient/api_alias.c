@@ -44,37 +44,52 @@ static enum kc_status target_key(struct kc_api_req *req, const char *action,
 	return rc;
 }
 
-static enum kc_status alias_exists(struct kc_api_req *req, const char *name, int *exists,
+/*
+ * The alias must exist (must_exist=1: its key id in key_id, else
+ * NotFoundException) or must not (AlreadyExistsException), in AWS's words.
+ */
+static enum kc_status alias_lookup(struct kc_api_req *req, const char *name, int must_exist,
 		char key_id[KC_KEY_ID_LEN + 1], struct kc_error *err)
 {
 	enum kc_status rc = kc_store_get_alias(req->local->store, name, key_id, err);
+	char alias_arn[KC_ARN_MAX];
 
-	*exists = rc == KC_OK;
-	return rc == KC_NOT_FOUND ? KC_OK : rc;
+	if (rc != KC_OK && rc != KC_NOT_FOUND)
+		return rc;
+	kc_local_alias_arn(req->local, name, alias_arn);
+	if (must_exist && rc == KC_NOT_FOUND)
+		return kc_fail(err, KC_NOT_FOUND, "Alias %s is not found.", alias_arn);
+	if (!must_exist && rc == KC_OK)
+		return kc_fail(err, KC_ALREADY_EXISTS, "An alias with the name %s already exists",
+				alias_arn);
+	return KC_OK;
+}
+
+/* AliasName and TargetKeyId, checked and authorized for action. */
+static enum kc_status alias_and_target(struct kc_api_req *req, const char *action,
+		const char **name, struct kc_store_key *key, struct kc_error *err)
+{
+	enum kc_status rc = alias_name(req, name, err);
+
+	if (rc == KC_OK)
+		rc = target_key(req, action, key, err);
+	return rc;
 }
 
 KC_API_HANDLER(CreateAlias)
 {
-	char alias_arn[KC_ARN_MAX], existing[KC_KEY_ID_LEN + 1];
+	char existing[KC_KEY_ID_LEN + 1];
 	const char *name = NULL;
 	struct kc_store_key key;
 	enum kc_status rc;
-	int exists = 0;
 
 	(void)resp;
-	rc = alias_name(req, &name, err);
+	rc = alias_and_target(req, "kms:CreateAlias", &name, &key, err);
 	if (rc == KC_OK)
-		rc = target_key(req, "kms:CreateAlias", &key, err);
+		rc = kc_store_txn_begin(req->local->store, err);
 	if (rc != KC_OK)
 		return rc;
-	rc = kc_store_txn_begin(req->local->store, err);
-	if (rc != KC_OK)
-		return rc;
-	rc = alias_exists(req, name, &exists, existing, err);
-	if (rc == KC_OK && exists) {
-		kc_local_alias_arn(req->local, name, alias_arn);
-		rc = kc_fail(err, KC_ALREADY_EXISTS, "An alias with the name %s already exists", alias_arn);
-	}
+	rc = alias_lookup(req, name, 0, existing, err);
 	if (rc == KC_OK)
 		rc = kc_store_set_alias(req->local->store, name, key.key_id, err);
 	return kc_store_txn_end(req->local->store, rc, err);
@@ -82,26 +97,18 @@ KC_API_HANDLER(CreateAlias)
 
 KC_API_HANDLER(UpdateAlias)
 {
-	char alias_arn[KC_ARN_MAX], old_id[KC_KEY_ID_LEN + 1];
+	char old_id[KC_KEY_ID_LEN + 1];
 	struct kc_store_key key, old_key;
 	const char *name = NULL;
 	enum kc_status rc;
-	int exists = 0;
 
 	(void)resp;
-	rc = alias_name(req, &name, err);
+	rc = alias_and_target(req, "kms:UpdateAlias", &name, &key, err);
 	if (rc == KC_OK)
-		rc = target_key(req, "kms:UpdateAlias", &key, err);
+		rc = kc_store_txn_begin(req->local->store, err);
 	if (rc != KC_OK)
 		return rc;
-	rc = kc_store_txn_begin(req->local->store, err);
-	if (rc != KC_OK)
-		return rc;
-	rc = alias_exists(req, name, &exists, old_id, err);
-	if (rc == KC_OK && !exists) {
-		kc_local_alias_arn(req->local, name, alias_arn);
-		rc = kc_fail(err, KC_NOT_FOUND, "Alias %s is not found.", alias_arn);
-	}
+	rc = alias_lookup(req, name, 1, old_id, err);
 	if (rc == KC_OK)
 		rc = kc_store_get_key(req->local->store, old_id, &old_key, err);
 	if (rc == KC_OK && (strcmp(old_key.key_usage, key.key_usage) != 0 ||
@@ -115,20 +122,15 @@ KC_API_HANDLER(UpdateAlias)
 
 KC_API_HANDLER(DeleteAlias)
 {
-	char alias_arn[KC_ARN_MAX], key_id[KC_KEY_ID_LEN + 1];
+	char key_id[KC_KEY_ID_LEN + 1];
 	struct kc_store_key key;
 	const char *name = NULL;
 	enum kc_status rc;
-	int exists = 0;
 
 	(void)resp;
 	rc = alias_name(req, &name, err);
 	if (rc == KC_OK)
-		rc = alias_exists(req, name, &exists, key_id, err);
-	if (rc == KC_OK && !exists) {
-		kc_local_alias_arn(req->local, name, alias_arn);
-		rc = kc_fail(err, KC_NOT_FOUND, "Alias %s is not found.", alias_arn);
-	}
+		rc = alias_lookup(req, name, 1, key_id, err);
 	if (rc == KC_OK)
 		rc = kc_api_key_ref(req, key_id, "kms:DeleteAlias", NULL, &key, err);
 	if (rc == KC_OK)

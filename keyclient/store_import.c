@@ -239,44 +239,10 @@ enum kc_status kc_store_set_import_fingerprint(struct kc_store *store, const cha
 static enum kc_status list_expired(struct kc_store *store, int64_t now,
 		char (**ids)[KC_KEY_ID_LEN + 1], size_t *count, struct kc_error *err)
 {
-	char (*list)[KC_KEY_ID_LEN + 1] = NULL, (*grown)[KC_KEY_ID_LEN + 1];
-	sqlite3_stmt *stmt = NULL;
-	size_t capacity = 0;
-	enum kc_status rc;
-	int step;
-
-	*ids = NULL;
-	*count = 0;
-	kc_store_lock(store);
-	rc = kc_store_prepare(store, "SELECT key_id FROM keys WHERE origin = 'EXTERNAL' "
+	return kc_store_key_ids_at(store, "SELECT key_id FROM keys WHERE origin = 'EXTERNAL' "
 			"AND valid_to > 0 AND valid_to <= ?1 AND EXISTS (SELECT 1 FROM key_material "
-			"WHERE key_material.key_id = keys.key_id)", &stmt, err);
-	if (rc != KC_OK)
-		goto out;
-	sqlite3_bind_int64(stmt, 1, now);
-	while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
-		if (*count == capacity) {
-			capacity = capacity ? capacity * 2 : 8;
-			grown = realloc(list, capacity * sizeof *list);
-			if (!grown) {
-				rc = kc_fail(err, KC_INTERNAL, "key store %s: out of memory", store->path);
-				goto out;
-			}
-			list = grown;
-		}
-		kc_store_copy_text(stmt, 0, list[(*count)++], sizeof *list);
-	}
-	if (step != SQLITE_DONE) {
-		rc = kc_store_db_fail(store, err, "listing expired imported key material");
-		goto out;
-	}
-	*ids = list;
-	list = NULL;
-out:
-	free(list);
-	kc_store_release(store, stmt);
-	kc_store_unlock(store);
-	return rc;
+			"WHERE key_material.key_id = keys.key_id)", now,
+			"listing expired imported key material", ids, count, err);
 }
 
 /* One key: re-checked inside the transaction, in case it was re-imported meanwhile. */

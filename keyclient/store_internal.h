@@ -70,6 +70,12 @@ enum kc_status kc_store_step_done(struct kc_store *store, sqlite3_stmt *stmt, co
 enum kc_status kc_store_exec(struct kc_store *store, const char *sql, const char *what,
 		struct kc_error *err);
 enum kc_status kc_store_db_fail(struct kc_store *store, struct kc_error *err, const char *what);
+/*
+ * The key ids sql selects (column 0) with ?1 bound to now: the keys some
+ * maintenance step is due for. *ids malloc'ed; what names the step in errors.
+ */
+enum kc_status kc_store_key_ids_at(struct kc_store *store, const char *sql, int64_t now,
+		const char *what, char (**ids)[KC_KEY_ID_LEN + 1], size_t *count, struct kc_error *err);
 /* Run sql, whose one parameter ?1 is key_id, to completion (no result rows). */
 enum kc_status kc_store_run_for_key(struct kc_store *store, const char *sql, const char *key_id,
 		const char *what, struct kc_error *err);

@@ -362,13 +362,9 @@ enum kc_status kc_store_delete_key(struct kc_store *store, const char *key_id,
 	return kc_store_txn_end(store, rc, err);
 }
 
-enum kc_status kc_store_keys_due(struct kc_store *store, int64_t now, int rotation,
-		char (**ids)[KC_KEY_ID_LEN + 1], size_t *count, struct kc_error *err)
+enum kc_status kc_store_key_ids_at(struct kc_store *store, const char *sql, int64_t now,
+		const char *what, char (**ids)[KC_KEY_ID_LEN + 1], size_t *count, struct kc_error *err)
 {
-	const char *sql = rotation ?
-		"SELECT key_id FROM keys WHERE rotation_days > 0 AND next_rotation > 0 "
-		"AND next_rotation <= ?1 AND state = 'Enabled'" :
-		"SELECT key_id FROM keys WHERE state = 'PendingDeletion' AND deletion_date <= ?1";
 	char (*list)[KC_KEY_ID_LEN + 1] = NULL, (*grown)[KC_KEY_ID_LEN + 1];
 	sqlite3_stmt *stmt = NULL;
 	size_t capacity = 0;
@@ -392,11 +388,10 @@ enum kc_status kc_store_keys_due(struct kc_store *store, int64_t now, int rotati
 			}
 			list = grown;
 		}
-		kc_store_copy_text(stmt, 0, list[*count], sizeof *list);
-		(*count)++;
+		kc_store_copy_text(stmt, 0, list[(*count)++], sizeof *list);
 	}
 	if (step != SQLITE_DONE) {
-		rc = kc_store_db_fail(store, err, "listing keys due");
+		rc = kc_store_db_fail(store, err, what);
 		goto out;
 	}
 	*ids = list;
@@ -406,6 +401,17 @@ out:
 	kc_store_release(store, stmt);
 	kc_store_unlock(store);
 	return rc;
+}
+
+enum kc_status kc_store_keys_due(struct kc_store *store, int64_t now, int rotation,
+		char (**ids)[KC_KEY_ID_LEN + 1], size_t *count, struct kc_error *err)
+{
+	if (rotation)
+		return kc_store_key_ids_at(store, "SELECT key_id FROM keys WHERE rotation_days > 0 "
+				"AND next_rotation > 0 AND next_rotation <= ?1 AND state = 'Enabled'", now,
+				"listing keys due for rotation", ids, count, err);
+	return kc_store_key_ids_at(store, "SELECT key_id FROM keys WHERE state = 'PendingDeletion' "
+			"AND deletion_date <= ?1", now, "listing keys due for deletion", ids, count, err);
 }
 
 int64_t kc_store_generation(struct kc_store *store)
