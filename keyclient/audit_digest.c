@@ -12,6 +12,7 @@
  */
 #include "audit_trail.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -657,4 +658,56 @@ void kc_audit_digest_release(struct kc_audit_digest_file *digest)
 	json_decref(digest->json);
 	free(digest->bytes);
 	memset(digest, 0, sizeof *digest);
+}
+
+/* ---- directory listings ------------------------------------------------------------- */
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int name_cmp_desc(const void *a, const void *b)
+{
+	return name_cmp(b, a);
+}
+
+int kc_audit_list_names(int dir_fd, int (*keep)(const char *name, void *arg), void *arg,
+		int newest_first, char ***out, size_t *count)
+{
+	int fd = dup(dir_fd);
+	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *ent;
+	char **grown;
+
+	*out = NULL;
+	*count = 0;
+	if (!dir) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	rewinddir(dir);              /* a dup shares the offset of the last listing */
+	while ((ent = readdir(dir)) != NULL) {
+		if (!keep(ent->d_name, arg))
+			continue;
+		grown = realloc(*out, (*count + 1) * sizeof *grown);
+		if (!grown)
+			break;
+		*out = grown;
+		(*out)[*count] = strdup(ent->d_name);
+		if ((*out)[*count])
+			(*count)++;
+	}
+	closedir(dir);
+	if (*out)
+		qsort(*out, *count, sizeof **out, newest_first ? name_cmp_desc : name_cmp);
+	return 0;
+}
+
+void kc_audit_free_names(char **names, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		free(names[i]);
+	free(names);
 }

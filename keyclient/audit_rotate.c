@@ -257,50 +257,14 @@ int kc_audit_trail_append(struct kc_audit_trail *trail, const char *line, size_t
 
 /* ---- the chain head ------------------------------------------------------------------ */
 
-static int name_cmp_desc(const void *a, const void *b)
+/* A digest of this trail's prefix? */
+static int is_own_digest(const char *name, void *arg)
 {
-	return strcmp(*(char *const *)b, *(char *const *)a);
-}
-
-static void free_names(char **names, size_t count)
-{
-	for (size_t i = 0; i < count; i++)
-		free(names[i]);
-	free(names);
-}
-
-/* This prefix's digest names, newest first. */
-static char **list_digests(struct kc_audit_trail *trail, size_t *count)
-{
-	int fd = dup(trail->digest_dir_fd);
-	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
-	char **names = NULL, **grown, prefix[64];
-	struct dirent *ent;
+	const char *own_prefix = arg;
+	char prefix[64];
 	time_t end;
 
-	*count = 0;
-	if (!dir) {
-		if (fd >= 0)
-			close(fd);
-		return NULL;
-	}
-	rewinddir(dir);              /* a dup shares the offset of the last listing */
-	while ((ent = readdir(dir)) != NULL) {
-		if (kc_audit_digest_name_parse(ent->d_name, prefix, &end) != 0 ||
-		    strcmp(prefix, trail->prefix) != 0)
-			continue;
-		grown = realloc(names, (*count + 1) * sizeof *names);
-		if (!grown)
-			break;
-		names = grown;
-		names[*count] = strdup(ent->d_name);
-		if (names[*count])
-			(*count)++;
-	}
-	closedir(dir);
-	if (names)
-		qsort(names, *count, sizeof *names, name_cmp_desc);
-	return names;
+	return kc_audit_digest_name_parse(name, prefix, &end) == 0 && strcmp(prefix, own_prefix) == 0;
 }
 
 /* The newest log file a digest names; 0 if it names none. */
@@ -337,9 +301,11 @@ static void read_chain_head(struct kc_audit_trail *trail, struct chain_head *hea
 {
 	struct kc_audit_digest_file digest;
 	size_t count = 0;
-	char **names = list_digests(trail, &count), prefix[64];
+	char **names = NULL, prefix[64];
 
 	memset(head, 0, sizeof *head);
+	/* Newest first; an unreadable directory is a trail with no digests yet. */
+	kc_audit_list_names(trail->digest_dir_fd, is_own_digest, trail->prefix, 1, &names, &count);
 	for (size_t i = 0; i < count && !head->has_high_water; i++) {
 		if (kc_audit_digest_read(trail->digest_dir_fd, names[i], &digest) != 0)
 			continue;
@@ -355,7 +321,7 @@ static void read_chain_head(struct kc_audit_trail *trail, struct chain_head *hea
 		head->has_high_water = digest_high_water(&digest, &head->high_water);
 		kc_audit_digest_release(&digest);
 	}
-	free_names(names, count);
+	kc_audit_free_names(names, count);
 }
 
 /* ---- sealing -------------------------------------------------------------------------- */

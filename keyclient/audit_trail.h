@@ -158,6 +158,15 @@ struct kc_audit_digest_file {
 	const char *fingerprint;             /* digestPublicKeyFingerprint, "" if absent */
 };
 /* Read DIR/digests/name (and its .sig). Always fills what it can; 0 if readable. */
+/*
+ * The names in dir_fd that keep(name, arg) accepts, sorted by name (names
+ * carry their times, so oldest first; newest_first reverses). *out and its
+ * names malloc'ed: kc_audit_free_names. -1 if the directory cannot be read.
+ */
+int kc_audit_list_names(int dir_fd, int (*keep)(const char *name, void *arg), void *arg,
+		int newest_first, char ***out, size_t *count);
+void kc_audit_free_names(char **names, size_t count);
+
 int kc_audit_digest_read(int digest_dir_fd, const char *name, struct kc_audit_digest_file *out);
 void kc_audit_digest_release(struct kc_audit_digest_file *digest);
 

@@ -22,7 +22,6 @@
  */
 #include "audit_trail.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -108,60 +107,17 @@ int kc_audit_status_is_finding(enum kc_audit_status status)
 
 /* ---- listing ------------------------------------------------------------------------ */
 
-static int str_cmp(const void *a, const void *b)
+static int is_log_name(const char *name, void *unused)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void free_names(char **names, size_t count)
-{
-	for (size_t i = 0; i < count; i++)
-		free(names[i]);
-	free(names);
-}
-
-/* The names in dir_fd that keep(name) accepts, sorted. -1 if the directory cannot be read. */
-static int list_names(int dir_fd, int (*keep)(const char *), char ***out, size_t *count)
-{
-	int fd = dup(dir_fd);
-	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
-	struct dirent *ent;
-	char **grown;
-
-	*out = NULL;
-	*count = 0;
-	if (!dir) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	rewinddir(dir);              /* a dup shares the offset of the last listing */
-	while ((ent = readdir(dir)) != NULL) {
-		if (!keep(ent->d_name))
-			continue;
-		grown = realloc(*out, (*count + 1) * sizeof *grown);
-		if (!grown)
-			break;
-		*out = grown;
-		(*out)[*count] = strdup(ent->d_name);
-		if ((*out)[*count])
-			(*count)++;
-	}
-	closedir(dir);
-	if (*out)
-		qsort(*out, *count, sizeof **out, str_cmp);
-	return 0;
-}
-
-static int is_log_name(const char *name)
-{
+	(void)unused;
 	struct kc_audit_log_name parsed;
 
 	return kc_audit_log_name_parse(name, &parsed) == 0;
 }
 
-static int is_digest_name(const char *name)
+static int is_digest_name(const char *name, void *unused)
 {
+	(void)unused;
 	char prefix[64];
 	time_t end;
 
@@ -581,12 +537,12 @@ static int open_dirs(struct verify_ctx *ctx, char err[KC_AUDIT_ERR_MAX])
 	if (kc_audit_public_key_read(key_path, ctx->public_key, err) != 0)
 		return -1;
 	kc_audit_key_fingerprint(ctx->public_key, ctx->counts->fingerprint);
-	if (list_names(ctx->dir_fd, is_log_name, &ctx->log_names, &ctx->log_count) != 0) {
+	if (kc_audit_list_names(ctx->dir_fd, is_log_name, NULL, 0, &ctx->log_names, &ctx->log_count) != 0) {
 		snprintf(err, KC_AUDIT_ERR_MAX, "%s: %s", dir, strerror(errno));
 		return -1;
 	}
 	if (ctx->digest_dir_fd >= 0)
-		list_names(ctx->digest_dir_fd, is_digest_name, &ctx->digest_names,
+		kc_audit_list_names(ctx->digest_dir_fd, is_digest_name, NULL, 0, &ctx->digest_names,
 			   &ctx->digest_count);
 	return 0;
 }
@@ -621,8 +577,8 @@ int kc_audit_verify(const struct kc_audit_verify_options *opts, kc_audit_report_
 	check_whole(&ctx);
 	rc = 0;
 out:
-	free_names(ctx.log_names, ctx.log_count);
-	free_names(ctx.digest_names, ctx.digest_count);
+	kc_audit_free_names(ctx.log_names, ctx.log_count);
+	kc_audit_free_names(ctx.digest_names, ctx.digest_count);
 	if (ctx.digest_dir_fd >= 0)
 		close(ctx.digest_dir_fd);
 	if (ctx.dir_fd >= 0)
