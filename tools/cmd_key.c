@@ -33,11 +33,6 @@ static const char usage[] =
 	"KEY is a key id, key ARN, alias/NAME or alias ARN. --audit-log DIR/ appends to a mount's\n"
 	"audit trail (its next digest seals the records); the default is KEYSTORE/audit.log.\n";
 
-static const char *state_name(enum kc_key_state state)
-{
-	return kc_key_state_name(state);
-}
-
 static void print_key_json(const struct kc_key_info *info)
 {
 	json_t *aliases = json_array(), *principals = json_array(), *doc;
@@ -49,7 +44,7 @@ static void print_key_json(const struct kc_key_info *info)
 		json_array_append_new(principals, json_string(info->principals[i]));
 	doc = json_pack("{s:{s:s,s:s,s:s,s:s,s:b,s:I,s:s,s:s,s:I,s:o,s:o}}", "KeyMetadata",
 			"KeyId", info->key_id, "Arn", info->arn, "Description", info->description,
-			"KeyState", state_name(info->state),
+			"KeyState", kc_key_state_name(info->state),
 			"Enabled", info->state == KC_KEY_ENABLED,
 			"CreationDate", (json_int_t)info->creation_date,
 			"KeySpec", "SYMMETRIC_DEFAULT", "KeyUsage", "ENCRYPT_DECRYPT",
@@ -64,7 +59,7 @@ static void print_key_json(const struct kc_key_info *info)
 
 static int print_key_line(const struct kc_key_info *info, void *arg)
 {
-	printf("%-36s  %-8s  %-24s  %s\n", info->key_id, state_name(info->state),
+	printf("%-36s  %-8s  %-24s  %s\n", info->key_id, kc_key_state_name(info->state),
 	       info->alias_count ? info->aliases[0] : "-", info->description);
 	return 0;
 }
