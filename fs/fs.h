@@ -54,6 +54,104 @@ int kmsfs_volume_load(const char *cipherdir, struct keyclient *kc,
 		      const struct kc_caller *caller, struct kmsfs_volume *out,
 		      char *errbuf, size_t errlen);
 
+/*
+ * Rewrite CIPHERDIR/kmsfs.conf for the same volume under new_key_id: a new
+ * config MAC key from that key, every other field kept; written atomically
+ * (a crash leaves the old or the new file). For kmsfs rekey, after every
+ * file's data key has moved to the new key.
+ */
+int kmsfs_volume_rekey(const char *cipherdir, const struct kmsfs_volume *vol,
+		       const char *new_key_id, struct keyclient *kc,
+		       const struct kc_caller *caller, struct kmsfs_volume *out,
+		       char *errbuf, size_t errlen);
+
+/* ---- a volume's files without a mount: snapshot copy, rekey, fsck (offline.c) ---- */
+
+/* Largest user.kmsfs.dek value. */
+#define KMSFS_DEK_XATTR_MAX 4096
+
+/*
+ * The data keys of one volume, reached without mounting it: unwrap a
+ * file's key, wrap a key for a file, rewrap a file's key for another key
+ * or volume. Key-service calls go through kc and are audited by it (with
+ * the file's path); a data key sealed or opened locally under a bucket
+ * key gets its own audit record (eventSource "kmsfs", bucketKey true), as
+ * in a mount. Bucket keys are cached for the keyring's life, so a tree
+ * costs one key-service call per bucket key, not one per file.
+ * Safe to use from several threads at once. kc must outlive it.
+ */
+struct kmsfs_keyring;
+
+struct kmsfs_keyring *kmsfs_keyring_new(const struct kmsfs_volume *vol, struct keyclient *kc,
+					const struct kc_caller *caller);
+/* Wipes every cached bucket key. NULL is fine. */
+void kmsfs_keyring_free(struct kmsfs_keyring *kr);
+const struct kmsfs_volume *kmsfs_keyring_volume(const struct kmsfs_keyring *kr);
+
+/*
+ * The data key of the file with header hdr from its user.kmsfs.dek value.
+ * 0; -EIO when the value is malformed (KC_VALIDATION) or does not open for
+ * this file and volume (KC_INVALID_CIPHERTEXT: damaged, or moved from
+ * another file or volume); -EACCES when the key service refuses (disabled
+ * key, no permission); -EIO when it is unreachable. err says which.
+ * path (volume-relative, may be NULL) names the file in audit records.
+ */
+int kmsfs_keyring_unwrap(struct kmsfs_keyring *kr, const struct kmsfs_header *hdr,
+			 const char *path, const uint8_t *wrapped, size_t wrapped_len,
+			 uint8_t dek[KMSFS_DEK_LEN], struct kc_error *err);
+
+/*
+ * A user.kmsfs.dek value for the file with header hdr in kr's volume:
+ * version 1 under the volume's key, or version 2 under a bucket key when
+ * the volume has bucket_key. fresh=1: dek receives a new random data key
+ * (GenerateDataKey, or random bytes sealed under the bucket key);
+ * fresh=0: the data key in dek is wrapped (Encrypt, or sealed).
+ * out holds KMSFS_DEK_XATTR_MAX bytes. 0 or -errno as for unwrap.
+ */
+int kmsfs_keyring_wrap(struct kmsfs_keyring *kr, const struct kmsfs_header *hdr,
+		       const char *path, uint8_t dek[KMSFS_DEK_LEN], int fresh,
+		       uint8_t *out, size_t *out_len, struct kc_error *err);
+
+/*
+ * The file's value in src's volume rewrapped for dst's volume and key,
+ * the data key unchanged (contents stay valid as ciphertext). Without the
+ * plaintext data key when possible: version 1 -> version 1 through
+ * ReEncrypt when both keyrings share a keyclient; version 2 within one
+ * volume (rekey) by ReEncrypt of its bucket key. Otherwise (another key
+ * service, a change of bucket key mode, or a bucket-key file moving to
+ * another volume, whose seal binds the volume id) unwrap then wrap, and
+ * *plaintext_used (may be NULL) is set to 1.
+ */
+int kmsfs_keyring_rewrap(struct kmsfs_keyring *src, struct kmsfs_keyring *dst,
+			 const struct kmsfs_header *hdr, const char *path,
+			 const uint8_t *wrapped, size_t wrapped_len,
+			 uint8_t *out, size_t *out_len, int *plaintext_used,
+			 struct kc_error *err);
+
+/*
+ * Backing files, block by block. Holes stay holes: only the data regions
+ * SEEK_DATA finds are read, and an all-zero stored block (a hole in the
+ * plaintext) is never written. *bytes (may be NULL) is advanced atomically
+ * by the plaintext-sized amount done, for progress across threads.
+ */
+/* Byte copy of a backing file (header and sealed blocks), sparse. 0 or -errno. */
+int kmsfs_backing_copy(int src_fd, int dst_fd, uint64_t *bytes);
+/*
+ * Decrypt src (sealed under src_fk) and seal every block again under
+ * dst_fk (a new file id and data key) into dst_fd, header included; dst is
+ * truncated to the right size. -EIO when a source block fails
+ * authentication, with *bad_block (may be NULL) naming it; other -errno.
+ */
+int kmsfs_backing_reencrypt(int src_fd, const struct kmsfs_filekey *src_fk, int dst_fd,
+			    const struct kmsfs_filekey *dst_fk, uint64_t *bad_block,
+			    uint64_t *bytes);
+/*
+ * SHA-256 of the plaintext of a backing file (holes as zeros), checking
+ * every block. -EIO with *bad_block on an authentication failure.
+ */
+int kmsfs_backing_hash(int fd, const struct kmsfs_filekey *fk, uint8_t out[32],
+		       uint64_t *bad_block, uint64_t *bytes);
+
 /* Is user xattr supported in dir? 0 yes, else -errno. */
 int kmsfs_probe_user_xattr(const char *dir);
 

@@ -66,4 +66,44 @@ int cmd_umount(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 
+/* ---- cli_service.c: the key service of a cipher directory, for offline tools ---- */
+
+/*
+ * What snapshot, rekey, fsck and volume need to reach a volume's key
+ * service without mounting it: the local key store or a remote service
+ * with this user's AWS credentials, and the audit log every data-key call
+ * is recorded in (FILE, or DIR/ for a signed trail, as kmsfs mount).
+ * Fill the option fields, then cli_service_open.
+ */
+struct cli_service {
+	struct cli_keystore ks;      /* --keystore, --passfile, --extpass (local service) */
+	struct cli_remote remote;    /* --profile, --region, --ca-file (remote service) */
+	const char *audit_log;       /* --audit-log; NULL: KEYSTORE/audit.log */
+	/* filled by cli_service_open */
+	struct keyclient *kc;
+	struct kc_audit *audit;
+	struct kc_caller caller;     /* this user, as the key service knows them */
+	char principal[KMSFS_PRINCIPAL_NAME_MAX];
+};
+
+/*
+ * Open key_service ("local" or a remote endpoint URL; key, an ARN or NULL,
+ * helps find a remote region) and the audit log, and attach the log to
+ * the keyclient. Prints why and returns 1 on failure.
+ */
+int cli_service_open(struct cli_service *s, const char *key_service, const char *key);
+/* Close what cli_service_open opened; safe on a zeroed or half-opened struct. */
+void cli_service_close(struct cli_service *s);
+/*
+ * The same key service, volume config authenticated as s's user: peek the
+ * config, open its service, load it. Prints why and returns 1 on failure.
+ */
+int cli_service_open_volume(struct cli_service *s, const char *cipherdir,
+		struct kmsfs_volume *vol);
+
+int cmd_snapshot(int argc, char **argv);
+int cmd_rekey(int argc, char **argv);
+int cmd_fsck(int argc, char **argv);
+int cmd_volume(int argc, char **argv);
+
 #endif /* KMSFS_CLI_H */

@@ -1,7 +1,7 @@
 /*
  * kmsfs.c - the kmsfs command: dispatch to subcommands.
  *
- *   kmsfs init | mount | umount | key | audit ...
+ *   kmsfs init | mount | umount | key | audit | snapshot | rekey | fsck | volume ...
  *
  * mount(8) runs `kmsfs CIPHERDIR MOUNTPOINT -o OPTS` for type fuse.kmsfs
  * (through mount.fuse3), so a first argument that is not a subcommand
@@ -24,6 +24,10 @@ static const char usage[] =
 	"  umount    unmount (same as fusermount3 -u)\n"
 	"  key       manage keys in the local key service\n"
 	"  audit     verify an audit trail's signed digests, or show its records\n"
+	"  snapshot  copy a volume to another, rewrapping or re-encrypting its data keys\n"
+	"  rekey     move a volume to another KMS key in place\n"
+	"  fsck      check a volume: config, headers, data keys, every block\n"
+	"  volume    EBS-like disk images on a kmsfs mount, attached as loop devices\n"
 	"\n"
 	"Run `kmsfs <command> --help` for a command's options.\n";
 
@@ -51,6 +55,14 @@ int main(int argc, char **argv)
 		return cmd_key(argc - 1, argv + 1);
 	if (!strcmp(cmd, "audit"))
 		return cmd_audit(argc - 1, argv + 1);
+	if (!strcmp(cmd, "snapshot"))
+		return cmd_snapshot(argc - 1, argv + 1);
+	if (!strcmp(cmd, "rekey"))
+		return cmd_rekey(argc - 1, argv + 1);
+	if (!strcmp(cmd, "fsck"))
+		return cmd_fsck(argc - 1, argv + 1);
+	if (!strcmp(cmd, "volume"))
+		return cmd_volume(argc - 1, argv + 1);
 	if (cmd[0] != '-' && argc >= 3 && (strchr(cmd, '/') || strchr(argv[2], '/')))
 		return cmd_mount(argc, argv);   /* mount.fuse3 style */
 	cli_error("unknown command \"%s\"", cmd);
