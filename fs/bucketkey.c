@@ -6,13 +6,9 @@
  * In a volume with bucket_key = true a new file's data key is 32 random
  * bytes sealed with XChaCha20-Poly1305 under the caller's bucket key, a
  * data key from GenerateDataKey with the context {"kmsfs:volume": <volume
- * id>} asked as that caller. user.kmsfs.dek is then version 2:
- *     u8 version (2) | u8 arn_len | key ARN | u16 BE blob_len
- *     | the bucket key's CiphertextBlob | 24-byte nonce | sealed data key
- *     (32) | tag (16)
- * with AAD = "kmsfs bucket v1" | volume id (36 chars) | file id (16
- * bytes), all fixed-length: a wrapped key copied onto another file, or
- * into another volume, fails to unseal (EIO and an audit record) as a
+ * id>} asked as that caller. user.kmsfs.dek is then version 2 (dekfmt.c),
+ * whose seal binds the volume id and the file id: a wrapped key copied
+ * onto another file, or into another volume, fails to unseal (EIO and an audit record) as a
  * version-1 key fails to unwrap. Opening needs the bucket key back: a
  * Decrypt of the CiphertextBlob as the caller, with the volume context.
  *
@@ -55,13 +51,8 @@
 #include "fs_internal.h"
 
 #define BUCKET_CACHE_MAX 1024
-#define BUCKET_CIPHER KMSFS_CIPHER_XCHACHA20_POLY1305
-#define BUCKET_NONCE_LEN 24
-#define BUCKET_KEY_LEN 32
+#define BUCKET_KEY_LEN KFS_BUCKET_KEY_LEN
 #define BLOB_HASH_LEN crypto_hash_sha256_BYTES
-#define AAD_LABEL "kmsfs bucket v1"
-#define VOLUME_ID_LEN 36                 /* a UUID's text: volume.c accepts nothing else */
-#define AAD_LEN (sizeof(AAD_LABEL) - 1 + VOLUME_ID_LEN + KMSFS_FILE_ID_LEN)
 
 /* A bucket key: a cache entry, a fetch under way, or one caller's copy. */
 struct bucket_entry {
@@ -96,14 +87,6 @@ struct bucket_fetch {
 	const char *key_arn;             /* opens: the key the xattr names */
 	const uint8_t *blob;             /* opens: the bucket key's CiphertextBlob */
 	size_t blob_len;
-};
-
-/* The fields of a version-2 xattr; pointers into its value. */
-struct bucket_wrapped {
-	char key_arn[KC_ARN_MAX];
-	const uint8_t *blob;
-	size_t blob_len;
-	const uint8_t *nonce, *sealed, *tag;
 };
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -246,12 +229,6 @@ static struct bucket_entry *find_or_claim(const struct bucket_query *q, struct b
 	}
 }
 
-static void volume_context(struct kc_context *ctx)
-{
-	ctx->count = 0;
-	kc_context_add(ctx, "kmsfs:volume", kfs->vol.id);
-}
-
 /* The key-service call for a miss, as the caller; fills e. 0 or -errno. */
 static int fetch(struct bucket_entry *e, const struct bucket_fetch *f)
 {
@@ -260,7 +237,7 @@ static int fetch(struct bucket_entry *e, const struct bucket_fetch *f)
 	size_t key_len = BUCKET_KEY_LEN;
 	enum kc_status status;
 
-	volume_context(&ctx);
+	kfs_dek_context(&ctx, kfs->vol.id, NULL);
 	e->obtained_at = time(NULL);
 	if (e->for_create)
 		status = keyclient_generate_data_key_file(kfs->kc, kfs->vol.key_id, &ctx, f->caller,
@@ -356,96 +333,13 @@ void kfs_bucket_cache_destroy(void)
 	pthread_mutex_unlock(&cache_lock);
 }
 
-/* ---- the version-2 xattr ------------------------------------------------------------- */
-
-static int encode_v2(const struct bucket_entry *bk, const uint8_t *nonce, const uint8_t *sealed,
-		     const uint8_t *tag, struct kfs_wrapped_dek *out)
-{
-	size_t arn_len = strlen(bk->key_arn), pos = 0;
-	uint8_t *v = out->value;
-
-	if (arn_len > 255 || bk->blob_len > 0xffff ||
-	    2 + arn_len + 2 + bk->blob_len + BUCKET_NONCE_LEN + KMSFS_DEK_LEN + KMSFS_TAG_LEN >
-	    sizeof(out->value))
-		return -EINVAL;
-	v[pos++] = KFS_DEK_XATTR_BUCKET;
-	v[pos++] = (uint8_t)arn_len;
-	memcpy(v + pos, bk->key_arn, arn_len);
-	pos += arn_len;
-	v[pos++] = (uint8_t)(bk->blob_len >> 8);
-	v[pos++] = (uint8_t)bk->blob_len;
-	memcpy(v + pos, bk->blob, bk->blob_len);
-	pos += bk->blob_len;
-	memcpy(v + pos, nonce, BUCKET_NONCE_LEN);
-	pos += BUCKET_NONCE_LEN;
-	memcpy(v + pos, sealed, KMSFS_DEK_LEN);
-	pos += KMSFS_DEK_LEN;
-	memcpy(v + pos, tag, KMSFS_TAG_LEN);
-	out->len = pos + KMSFS_TAG_LEN;
-	return 0;
-}
-
-/* Every length checked; nothing may follow the tag. -EIO when malformed. */
-static int decode_v2(const struct kfs_wrapped_dek *in, struct bucket_wrapped *w)
-{
-	const uint8_t *v = in->value;
-	size_t arn_len, pos;
-
-	if (in->len < 2 || v[0] != KFS_DEK_XATTR_BUCKET)
-		return -EIO;
-	arn_len = v[1];
-	if (arn_len == 0 || arn_len >= KC_ARN_MAX || in->len < 2 + arn_len + 2)
-		return -EIO;
-	memcpy(w->key_arn, v + 2, arn_len);
-	w->key_arn[arn_len] = '\0';
-	pos = 2 + arn_len;
-	w->blob_len = (size_t)v[pos] << 8 | v[pos + 1];
-	pos += 2;
-	if (w->blob_len == 0 ||
-	    in->len != pos + w->blob_len + BUCKET_NONCE_LEN + KMSFS_DEK_LEN + KMSFS_TAG_LEN)
-		return -EIO;
-	w->blob = v + pos;
-	w->nonce = w->blob + w->blob_len;
-	w->sealed = w->nonce + BUCKET_NONCE_LEN;
-	w->tag = w->sealed + KMSFS_DEK_LEN;
-	return 0;
-}
-
-/* Binds a sealed data key to its volume and file; fixed-length fields, no separators needed. */
-static void bucket_aad(const struct kmsfs_header *hdr, uint8_t aad[AAD_LEN])
-{
-	size_t label_len = sizeof(AAD_LABEL) - 1;
-
-	memcpy(aad, AAD_LABEL, label_len);
-	memcpy(aad + label_len, kfs->vol.id, VOLUME_ID_LEN);
-	memcpy(aad + label_len + VOLUME_ID_LEN, hdr->file_id, KMSFS_FILE_ID_LEN);
-}
-
 /* The file's own record: its context and path, served by a bucket key. */
 static void audit_file(const char *event_name, const struct kmsfs_header *hdr, const char *path,
 		       const struct kc_caller *caller, const char *key_arn,
 		       const struct kc_error *err)
 {
-	char file_id[2 * KMSFS_FILE_ID_LEN + 1];
-	struct kc_context ctx;
-	struct kc_audit_event ev = {
-		.event_source = "kmsfs",
-		.event_name = event_name,
-		.caller = caller,
-		.key_id = key_arn,
-		.ctx = &ctx,
-		.path = path,
-		.block_index = -1,
-		.err = err,
-		.key_arn = key_arn,
-		.bucket_key = 1,
-	};
-
-	kmsfs_file_id_hex(hdr, file_id);
-	volume_context(&ctx);
-	kc_context_add(&ctx, "kmsfs:file", file_id);
-	if (kfs->audit)
-		kc_audit_record(kfs->audit, &ev);
+	kfs_dek_audit_bucket(kfs->audit, event_name, kfs->vol.id, hdr, path, caller, key_arn,
+			     err);
 }
 
 /* ---- wrapping and unwrapping ------------------------------------------------------------ */
@@ -456,20 +350,24 @@ int kfs_bucket_wrap(const struct kmsfs_header *hdr, const char *path,
 	struct bucket_query q = { .principal = caller->principal, .for_create = 1 };
 	struct bucket_fetch f = { .caller = caller, .path = path };
 	struct bucket_entry *bk = NULL;
-	uint8_t nonce[BUCKET_NONCE_LEN], sealed[KMSFS_DEK_LEN], tag[KMSFS_TAG_LEN], aad[AAD_LEN];
+	struct kfs_dek_seal seal;
+	struct kfs_dek_fields fields = { 0 };
 	int ret;
 
 	ret = bucket_get(&q, &f, &bk);
 	if (ret < 0)
 		return ret;
 	kmsfs_random(dek, KMSFS_DEK_LEN);
-	kmsfs_random(nonce, sizeof(nonce));
-	bucket_aad(hdr, aad);
-	ret = kmsfs_aead_seal(BUCKET_CIPHER, bk->key, BUCKET_KEY_LEN, nonce, sizeof(nonce), aad,
-			      sizeof(aad), dek, KMSFS_DEK_LEN, sealed, tag);
+	ret = kfs_dek_bucket_seal(bk->key, kfs->vol.id, hdr, dek, &seal);
 	if (ret < 0)
 		goto out;
-	ret = encode_v2(bk, nonce, sealed, tag, out);
+	memcpy(fields.key_arn, bk->key_arn, KC_ARN_MAX);
+	fields.blob = bk->blob;
+	fields.blob_len = bk->blob_len;
+	fields.nonce = seal.nonce;
+	fields.sealed = seal.sealed;
+	fields.tag = seal.tag;
+	ret = kfs_dek_encode_v2(&fields, out->value, &out->len);
 	if (ret < 0)
 		goto out;
 	out->authorized_at = bk->obtained_at;
@@ -496,14 +394,14 @@ int kfs_bucket_unwrap(const struct kmsfs_header *hdr, const char *path,
 		      const struct kc_caller *caller, struct kfs_wrapped_dek *wrapped,
 		      uint8_t *dek)
 {
-	struct bucket_wrapped w;
-	uint8_t blob_hash[BLOB_HASH_LEN], aad[AAD_LEN];
+	struct kfs_dek_fields w;
+	uint8_t blob_hash[BLOB_HASH_LEN];
 	struct bucket_query q = { .principal = caller->principal, .blob_hash = blob_hash };
 	struct bucket_fetch f = { .caller = caller, .path = path };
 	struct bucket_entry *bk = NULL;
 	int ret;
 
-	if (decode_v2(wrapped, &w) < 0) {
+	if (kfs_dek_decode_v2(wrapped->value, wrapped->len, &w) < 0) {
 		kfs_audit_integrity(path, "MalformedDataKey", -1,
 				    "user.kmsfs.dek xattr (bucket key version) is malformed");
 		return -EIO;
@@ -515,10 +413,7 @@ int kfs_bucket_unwrap(const struct kmsfs_header *hdr, const char *path,
 	ret = bucket_get(&q, &f, &bk);
 	if (ret < 0)
 		return ret;
-	bucket_aad(hdr, aad);
-	if (kmsfs_aead_open(BUCKET_CIPHER, bk->key, BUCKET_KEY_LEN, w.nonce, BUCKET_NONCE_LEN,
-			    aad, sizeof(aad), w.sealed, KMSFS_DEK_LEN, w.tag, KMSFS_TAG_LEN,
-			    dek) < 0) {
+	if (kfs_dek_bucket_open(bk->key, kfs->vol.id, hdr, &w, dek) < 0) {
 		ret = unseal_failed(hdr, path, caller, bk->key_arn);
 		goto out;
 	}

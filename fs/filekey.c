@@ -4,8 +4,7 @@
  * Every regular file gets its own 256-bit data key from GenerateDataKey,
  * with the encryption context {"kmsfs:volume": <volume id>, "kmsfs:file":
  * <file id>} (DESIGN section 2). The wrapped key lives in the backing
- * file's user.kmsfs.dek xattr as
- *     u8 version (1) | u8 arn_len | key ARN | CiphertextBlob
+ * file's user.kmsfs.dek xattr, version 1 (dekfmt.c).
  * Because the file ID is in the context, a wrapped key copied onto another
  * file fails to unwrap (InvalidCiphertextException), and because the file
  * ID is also in every block's AAD, blocks cannot move between files.
@@ -31,15 +30,6 @@
 #include <unistd.h>
 
 #include "fs_internal.h"
-
-#define DEK_XATTR_VERSION 1
-
-static void context_for(struct kc_context *ctx, const char *file_id_hex)
-{
-	ctx->count = 0;
-	kc_context_add(ctx, "kmsfs:volume", kfs->vol.id);
-	kc_context_add(ctx, "kmsfs:file", file_id_hex);
-}
 
 /*
  * Map a key-service refusal to what the application sees (S3-like): not
@@ -90,40 +80,6 @@ void kfs_audit_integrity(const char *path, const char *what, int64_t block, cons
 		kc_audit_record(kfs->audit, &ev);
 }
 
-/* Version 1: u8 version | u8 arn_len | key ARN | CiphertextBlob. */
-static int encode_v1(const char *key_arn, const uint8_t *blob, size_t blob_len,
-		     struct kfs_wrapped_dek *out)
-{
-	size_t arn_len = strlen(key_arn);
-
-	if (arn_len > 255 || 2 + arn_len + blob_len > sizeof(out->value))
-		return -EINVAL;
-	out->value[0] = DEK_XATTR_VERSION;
-	out->value[1] = (uint8_t)arn_len;
-	memcpy(out->value + 2, key_arn, arn_len);
-	memcpy(out->value + 2 + arn_len, blob, blob_len);
-	out->len = 2 + arn_len + blob_len;
-	return 0;
-}
-
-/* *blob points into wrapped->value. -EIO when malformed. */
-static int decode_v1(const struct kfs_wrapped_dek *wrapped, char *key_arn,
-		     const uint8_t **blob, size_t *blob_len)
-{
-	size_t arn_len;
-
-	if (wrapped->len < 3 || wrapped->value[0] != DEK_XATTR_VERSION)
-		return -EIO;
-	arn_len = wrapped->value[1];
-	if (wrapped->len < 2 + arn_len + 1 || arn_len >= KC_ARN_MAX)
-		return -EIO;
-	memcpy(key_arn, wrapped->value + 2, arn_len);
-	key_arn[arn_len] = '\0';
-	*blob = wrapped->value + 2 + arn_len;
-	*blob_len = wrapped->len - 2 - arn_len;
-	return 0;
-}
-
 /* The xattr as stored, whatever its version. -ENODATA when absent. */
 static int load_wrapped_dek(int fd, struct kfs_wrapped_dek *wrapped)
 {
@@ -149,7 +105,7 @@ static int wrap_v1(const struct kmsfs_header *hdr, const char *path,
 	int ret;
 
 	kmsfs_file_id_hex(hdr, file_id);
-	context_for(&ctx, file_id);
+	kfs_dek_context(&ctx, kfs->vol.id, file_id);
 	out->authorized_at = time(NULL);
 	status = keyclient_generate_data_key_file(kfs->kc, kfs->vol.key_id, &ctx, caller, path,
 						  dek, KMSFS_DEK_LEN, &blob, &blob_len, key_arn, &err);
@@ -159,7 +115,8 @@ static int wrap_v1(const struct kmsfs_header *hdr, const char *path,
 		ret = kfs_errno_for_status(status);
 		goto out;
 	}
-	ret = encode_v1(key_arn[0] ? key_arn : kfs->vol.key_id, blob, blob_len, out);
+	ret = kfs_dek_encode_v1(key_arn[0] ? key_arn : kfs->vol.key_id, blob, blob_len,
+				out->value, &out->len);
 out:
 	free(blob);
 	return ret;
@@ -169,25 +126,26 @@ out:
 static int unwrap_v1(const struct kmsfs_header *hdr, const char *path,
 		     const struct kc_caller *caller, struct kfs_wrapped_dek *wrapped, uint8_t *dek)
 {
-	char key_arn[KC_ARN_MAX], used_arn[KC_ARN_MAX] = "";
+	char used_arn[KC_ARN_MAX] = "";
 	char file_id[2 * KMSFS_FILE_ID_LEN + 1];
-	const uint8_t *blob = NULL;
-	size_t blob_len = 0, dek_len = 0;
+	struct kfs_dek_fields fields;
+	size_t dek_len = 0;
 	struct kc_context ctx;
 	struct kc_error err = { 0 };
 	enum kc_status status;
 
-	if (decode_v1(wrapped, key_arn, &blob, &blob_len) < 0) {
+	if (kfs_dek_decode_v1(wrapped->value, wrapped->len, &fields) < 0) {
 		kfs_audit_integrity(path, "MalformedDataKey", -1,
 				    "user.kmsfs.dek xattr is malformed");
 		return -EIO;
 	}
 	kmsfs_file_id_hex(hdr, file_id);
-	context_for(&ctx, file_id);
+	kfs_dek_context(&ctx, kfs->vol.id, file_id);
 	wrapped->authorized_at = time(NULL);
 	/* Name the key the xattr says wrapped it, as AWS recommends for Decrypt. */
-	status = keyclient_decrypt_file(kfs->kc, key_arn, blob, blob_len, &ctx, caller, path,
-					dek, KMSFS_DEK_LEN, &dek_len, used_arn, &err);
+	status = keyclient_decrypt_file(kfs->kc, fields.key_arn, fields.blob, fields.blob_len,
+					&ctx, caller, path, dek, KMSFS_DEK_LEN, &dek_len,
+					used_arn, &err);
 	if (status != KC_OK) {
 		syslog(LOG_NOTICE, "%s: data key unwrap refused: %s (%s)",
 		       path, err.message, err.type);

@@ -65,7 +65,7 @@ int kmsfs_volume_rekey(const char *cipherdir, const struct kmsfs_volume *vol,
 		       const struct kc_caller *caller, struct kmsfs_volume *out,
 		       char *errbuf, size_t errlen);
 
-/* ---- a volume's files without a mount: snapshot copy, rekey, fsck (offline.c) ---- */
+/* ---- a volume without a mount: snapshot copy, rekey, fsck (keyring.c, backing.c) ---- */
 
 /* Largest user.kmsfs.dek value. */
 #define KMSFS_DEK_XATTR_MAX 4096

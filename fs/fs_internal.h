@@ -15,6 +15,9 @@
  *   ops.c    - the FUSE operations (path and passthrough plumbing).
  *   mount.c  - fuse_new / mount / loop / signals.
  *   volume.c - CIPHERDIR/kmsfs.conf.
+ *   dekfmt.c - the user.kmsfs.dek value's versions and the bucket-key seal.
+ *   keyring.c- data keys without a mount (snapshot copy, rekey, fsck).
+ *   backing.c- backing files block by block without a mount: copy, re-encrypt, hash.
  */
 #ifndef KMSFS_FS_INTERNAL_H
 #define KMSFS_FS_INTERNAL_H
@@ -194,8 +197,56 @@ void kfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t si
 void kfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 void kfs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
+/* dekfmt.c: the user.kmsfs.dek value (see there for the layouts) */
+#define KFS_DEK_XATTR_MAX KMSFS_DEK_XATTR_MAX
+#define KFS_DEK_XATTR_V1 1               /* GenerateDataKey per file */
+#define KFS_DEK_XATTR_BUCKET 2           /* sealed locally under a bucket key */
+#define KFS_BUCKET_CIPHER KMSFS_CIPHER_XCHACHA20_POLY1305
+#define KFS_BUCKET_NONCE_LEN 24
+#define KFS_BUCKET_KEY_LEN 32
+#define KFS_VOLUME_ID_LEN 36             /* a UUID's text: volume.c accepts nothing else */
+#define KFS_BUCKET_AAD_LABEL "kmsfs bucket v1"
+#define KFS_BUCKET_AAD_LEN (sizeof(KFS_BUCKET_AAD_LABEL) - 1 + KFS_VOLUME_ID_LEN + \
+			    KMSFS_FILE_ID_LEN)
+/* A decoded value: pointers into it. nonce/sealed/tag: version 2 only. */
+struct kfs_dek_fields {
+	char key_arn[KC_ARN_MAX];
+	const uint8_t *blob;             /* v1: the data key's blob; v2: the bucket key's */
+	size_t blob_len;
+	const uint8_t *nonce, *sealed, *tag;
+};
+/* A data key sealed under a bucket key. */
+struct kfs_dek_seal {
+	uint8_t nonce[KFS_BUCKET_NONCE_LEN];
+	uint8_t sealed[KMSFS_DEK_LEN];
+	uint8_t tag[KMSFS_TAG_LEN];
+};
+/* {"kmsfs:volume": id[, "kmsfs:file": fid]}: file_id_hex NULL for a bucket key's context. */
+void kfs_dek_context(struct kc_context *ctx, const char *volume_id, const char *file_id_hex);
+/* out holds KMSFS_DEK_XATTR_MAX bytes; -EINVAL when it would not fit. Decoders: -EIO. */
+int kfs_dek_encode_v1(const char *key_arn, const uint8_t *blob, size_t blob_len,
+		      uint8_t *out, size_t *out_len);
+int kfs_dek_decode_v1(const uint8_t *value, size_t len, struct kfs_dek_fields *f);
+int kfs_dek_encode_v2(const struct kfs_dek_fields *f, uint8_t *out, size_t *out_len);
+int kfs_dek_decode_v2(const uint8_t *value, size_t len, struct kfs_dek_fields *f);
+/* Seal/open a data key under a bucket key, bound to volume and file (AAD). 0 or -errno. */
+int kfs_dek_bucket_seal(const uint8_t *bucket_key, const char *volume_id,
+			const struct kmsfs_header *hdr, const uint8_t *dek,
+			struct kfs_dek_seal *out);
+int kfs_dek_bucket_open(const uint8_t *bucket_key, const char *volume_id,
+			const struct kmsfs_header *hdr, const struct kfs_dek_fields *f,
+			uint8_t *dek);
+/*
+ * The file's own record for a data key sealed or opened under a bucket key
+ * (no key-service call behind it): eventSource "kmsfs", the file's context
+ * and path, bucketKey true. audit NULL: nothing.
+ */
+void kfs_dek_audit_bucket(struct kc_audit *audit, const char *event_name,
+			  const char *volume_id, const struct kmsfs_header *hdr, const char *path,
+			  const struct kc_caller *caller, const char *key_arn,
+			  const struct kc_error *err);
+
 /* filekey.c */
-#define KFS_DEK_XATTR_MAX 4096
 /* A file's user.kmsfs.dek value, and when the key service last allowed its use. */
 struct kfs_wrapped_dek {
 	uint8_t value[KFS_DEK_XATTR_MAX];
@@ -218,7 +269,6 @@ void kfs_audit_integrity(const char *path, const char *what, int64_t block,
  * Both 0 or -errno (EACCES refused, EIO unreachable or damaged), and both
  * write the file's own audit record.
  */
-#define KFS_DEK_XATTR_BUCKET 2           /* user.kmsfs.dek version of bucket key mode */
 int kfs_bucket_wrap(const struct kmsfs_header *hdr, const char *path,
 		    const struct kc_caller *caller, uint8_t *dek, struct kfs_wrapped_dek *out);
 int kfs_bucket_unwrap(const struct kmsfs_header *hdr, const char *path,

@@ -271,16 +271,59 @@ static void new_uuid(char out[37])
 		 b[12], b[13], b[14], b[15]);
 }
 
+/*
+ * Key the config's MAC under key_id (a fresh MAC key from GenerateDataKey,
+ * its blob stored in the file), record the key's ARN, and write the file.
+ */
+static int seal_conf(const char *cipherdir, struct conf_fields *c, const char *key_id,
+		     struct keyclient *kc, const struct kc_caller *caller, char *errbuf,
+		     size_t errlen)
+{
+	struct kc_context ctx;
+	struct kc_error err = { 0 };
+	uint8_t *mac_key = NULL, *blob = NULL, mac[MAC_LEN];
+	size_t blob_len = 0;
+	int ret = -1;
+
+	mac_context(&ctx, c->vol.id);
+	mac_key = kmsfs_secure_alloc(crypto_auth_hmacsha256_KEYBYTES);
+	if (!mac_key)
+		return fail(errbuf, errlen, "out of secure memory");
+	c->vol.key_id[0] = '\0';
+	if (keyclient_generate_data_key(kc, key_id, &ctx, caller, mac_key,
+					crypto_auth_hmacsha256_KEYBYTES, &blob, &blob_len,
+					c->vol.key_id, &err) != KC_OK) {
+		fail(errbuf, errlen, "key %s: cannot generate the volume's config key: %s (%s)",
+		     key_id, err.message, err.type);
+		goto out;
+	}
+	if (!c->vol.key_id[0])
+		snprintf(c->vol.key_id, sizeof(c->vol.key_id), "%s", key_id);
+	if (sodium_base64_ENCODED_LEN(blob_len, sodium_base64_VARIANT_ORIGINAL) > MAC_KEY_B64_MAX) {
+		fail(errbuf, errlen, "key %s: wrapped config key too large", key_id);
+		goto out;
+	}
+	sodium_bin2base64(c->mac_key_b64, sizeof(c->mac_key_b64), blob, blob_len,
+			  sodium_base64_VARIANT_ORIGINAL);
+	if (compute_mac(c, mac_key, mac) < 0) {
+		fail(errbuf, errlen, "%s: config too large", cipherdir);
+		goto out;
+	}
+	sodium_bin2base64(c->mac_b64, sizeof(c->mac_b64), mac, sizeof(mac),
+			  sodium_base64_VARIANT_ORIGINAL);
+	ret = write_conf(cipherdir, c, errbuf, errlen);
+out:
+	kmsfs_secure_free(mac_key);
+	free(blob);
+	return ret;
+}
+
 int kmsfs_volume_create(const char *cipherdir, const char *key_id, enum kmsfs_cipher cipher,
 			unsigned flags, struct keyclient *kc, const struct kc_caller *caller,
 			struct kmsfs_volume *out, char *errbuf, size_t errlen)
 {
 	struct conf_fields c = { 0 };
-	struct kc_context ctx;
-	struct kc_error err = { 0 };
-	uint8_t *mac_key = NULL, *blob = NULL, mac[MAC_LEN];
-	size_t blob_len = 0;
-	int ret = -1, empty = dir_is_empty(cipherdir);
+	int empty = dir_is_empty(cipherdir);
 
 	if (empty < 0)
 		return fail(errbuf, errlen, "%s: %s", cipherdir, strerror(-empty));
@@ -298,40 +341,26 @@ int kmsfs_volume_create(const char *cipherdir, const char *key_id, enum kmsfs_ci
 	c.vol.block_size = KMSFS_BLOCK_SIZE;
 	c.vol.bucket_key = (flags & KMSFS_VOLUME_BUCKET_KEY) != 0;
 	snprintf(c.vol.key_service, sizeof(c.vol.key_service), "%s", keyclient_service(kc));
-	mac_context(&ctx, c.vol.id);
-
-	mac_key = kmsfs_secure_alloc(crypto_auth_hmacsha256_KEYBYTES);
-	if (!mac_key)
-		return fail(errbuf, errlen, "out of secure memory");
-	if (keyclient_generate_data_key(kc, key_id, &ctx, caller, mac_key,
-					crypto_auth_hmacsha256_KEYBYTES, &blob, &blob_len,
-					c.vol.key_id, &err) != KC_OK) {
-		fail(errbuf, errlen, "key %s: cannot generate the volume's config key: %s (%s)",
-		     key_id, err.message, err.type);
-		goto out;
-	}
-	if (!c.vol.key_id[0])
-		snprintf(c.vol.key_id, sizeof(c.vol.key_id), "%s", key_id);
-	if (sodium_base64_ENCODED_LEN(blob_len, sodium_base64_VARIANT_ORIGINAL) > MAC_KEY_B64_MAX) {
-		fail(errbuf, errlen, "key %s: wrapped config key too large", key_id);
-		goto out;
-	}
-	sodium_bin2base64(c.mac_key_b64, sizeof(c.mac_key_b64), blob, blob_len,
-			  sodium_base64_VARIANT_ORIGINAL);
-	if (compute_mac(&c, mac_key, mac) < 0) {
-		fail(errbuf, errlen, "%s: config too large", cipherdir);
-		goto out;
-	}
-	sodium_bin2base64(c.mac_b64, sizeof(c.mac_b64), mac, sizeof(mac),
-			  sodium_base64_VARIANT_ORIGINAL);
-	if (write_conf(cipherdir, &c, errbuf, errlen) < 0)
-		goto out;
+	if (seal_conf(cipherdir, &c, key_id, kc, caller, errbuf, errlen) < 0)
+		return -1;
 	*out = c.vol;
-	ret = 0;
-out:
-	kmsfs_secure_free(mac_key);
-	free(blob);
-	return ret;
+	return 0;
+}
+
+int kmsfs_volume_rekey(const char *cipherdir, const struct kmsfs_volume *vol,
+		       const char *new_key_id, struct keyclient *kc,
+		       const struct kc_caller *caller, struct kmsfs_volume *out,
+		       char *errbuf, size_t errlen)
+{
+	struct conf_fields c = { .vol = *vol };
+
+	if (strcmp(vol->key_service, keyclient_service(kc)) != 0)
+		return fail(errbuf, errlen, "%s: volume uses key service \"%s\", not \"%s\"",
+			    cipherdir, vol->key_service, keyclient_service(kc));
+	if (seal_conf(cipherdir, &c, new_key_id, kc, caller, errbuf, errlen) < 0)
+		return -1;
+	*out = c.vol;
+	return 0;
 }
 
 /* Unwrap the MAC key as the caller and check the MAC in constant time. */

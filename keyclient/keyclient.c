@@ -214,9 +214,9 @@ enum kc_status keyclient_decrypt(struct keyclient *kc, const char *key_id,
 			plaintext_cap, plaintext_len, key_arn_out, err);
 }
 
-enum kc_status keyclient_encrypt(struct keyclient *kc, const char *key_id,
+enum kc_status keyclient_encrypt_file(struct keyclient *kc, const char *key_id,
 		const uint8_t *plaintext, size_t plaintext_len, const struct kc_context *ctx,
-		const struct kc_caller *caller, uint8_t **blob, size_t *blob_len,
+		const struct kc_caller *caller, const char *path, uint8_t **blob, size_t *blob_len,
 		struct kc_error *err)
 {
 	struct kc_error local_err = { 0 };
@@ -226,15 +226,24 @@ enum kc_status keyclient_encrypt(struct keyclient *kc, const char *key_id,
 		return no_backend(err);
 	rc = kc->ops->encrypt(kc, key_id, plaintext, plaintext_len, ctx, caller, blob, blob_len,
 			&local_err);
-	audit_call(kc, "Encrypt", key_id, NULL, ctx, caller, NULL, rc, &local_err);
+	audit_call(kc, "Encrypt", key_id, NULL, ctx, caller, path, rc, &local_err);
 	return finish(rc, &local_err, err);
 }
 
-enum kc_status keyclient_re_encrypt(struct keyclient *kc,
+enum kc_status keyclient_encrypt(struct keyclient *kc, const char *key_id,
+		const uint8_t *plaintext, size_t plaintext_len, const struct kc_context *ctx,
+		const struct kc_caller *caller, uint8_t **blob, size_t *blob_len,
+		struct kc_error *err)
+{
+	return keyclient_encrypt_file(kc, key_id, plaintext, plaintext_len, ctx, caller, NULL,
+			blob, blob_len, err);
+}
+
+enum kc_status keyclient_re_encrypt_file(struct keyclient *kc,
 		const uint8_t *blob, size_t blob_len, const struct kc_context *src_ctx,
 		const char *dst_key_id, const struct kc_context *dst_ctx,
-		const struct kc_caller *caller, uint8_t **new_blob, size_t *new_blob_len,
-		char dst_key_arn_out[KC_ARN_MAX], struct kc_error *err)
+		const struct kc_caller *caller, const char *path, uint8_t **new_blob,
+		size_t *new_blob_len, char dst_key_arn_out[KC_ARN_MAX], struct kc_error *err)
 {
 	struct kc_error local_err = { 0 };
 	char arn[KC_ARN_MAX] = "";
@@ -244,10 +253,20 @@ enum kc_status keyclient_re_encrypt(struct keyclient *kc,
 		return no_backend(err);
 	rc = kc->ops->re_encrypt(kc, blob, blob_len, src_ctx, dst_key_id, dst_ctx, caller,
 			new_blob, new_blob_len, arn, &local_err);
-	audit_call(kc, "ReEncrypt", dst_key_id, arn, dst_ctx, caller, NULL, rc, &local_err);
+	audit_call(kc, "ReEncrypt", dst_key_id, arn, dst_ctx, caller, path, rc, &local_err);
 	if (dst_key_arn_out)
 		memcpy(dst_key_arn_out, arn, KC_ARN_MAX);
 	return finish(rc, &local_err, err);
+}
+
+enum kc_status keyclient_re_encrypt(struct keyclient *kc,
+		const uint8_t *blob, size_t blob_len, const struct kc_context *src_ctx,
+		const char *dst_key_id, const struct kc_context *dst_ctx,
+		const struct kc_caller *caller, uint8_t **new_blob, size_t *new_blob_len,
+		char dst_key_arn_out[KC_ARN_MAX], struct kc_error *err)
+{
+	return keyclient_re_encrypt_file(kc, blob, blob_len, src_ctx, dst_key_id, dst_ctx,
+			caller, NULL, new_blob, new_blob_len, dst_key_arn_out, err);
 }
 
 enum kc_status keyclient_create_alias(struct keyclient *kc, const char *alias_name,

@@ -249,6 +249,16 @@ enum kc_status keyclient_re_encrypt(struct keyclient *kc,
 		const char *dst_key_id, const struct kc_context *dst_ctx,
 		const struct kc_caller *caller, uint8_t **new_blob, size_t *new_blob_len,
 		char dst_key_arn_out[KC_ARN_MAX], struct kc_error *err);
+/* Encrypt and ReEncrypt on behalf of a file (snapshot copy, rekey): path as above. */
+enum kc_status keyclient_encrypt_file(struct keyclient *kc, const char *key_id,
+		const uint8_t *plaintext, size_t plaintext_len, const struct kc_context *ctx,
+		const struct kc_caller *caller, const char *path, uint8_t **blob, size_t *blob_len,
+		struct kc_error *err);
+enum kc_status keyclient_re_encrypt_file(struct keyclient *kc,
+		const uint8_t *blob, size_t blob_len, const struct kc_context *src_ctx,
+		const char *dst_key_id, const struct kc_context *dst_ctx,
+		const struct kc_caller *caller, const char *path, uint8_t **new_blob,
+		size_t *new_blob_len, char dst_key_arn_out[KC_ARN_MAX], struct kc_error *err);
 /*
  * CreateAlias: like ops->set_alias, but KC_ALREADY_EXISTS when alias_name
  * already names a key (ops->set_alias re-points it). Checked through
