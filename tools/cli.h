@@ -79,6 +79,7 @@ struct cli_service {
 	struct cli_keystore ks;      /* --keystore, --passfile, --extpass (local service) */
 	struct cli_remote remote;    /* --profile, --region, --ca-file (remote service) */
 	const char *audit_log;       /* --audit-log; NULL: KEYSTORE/audit.log */
+	unsigned audit_digest_period; /* a trail's seconds per file and digest; 0: a day */
 	/* filled by cli_service_open */
 	struct keyclient *kc;
 	struct kc_audit *audit;

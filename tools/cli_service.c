@@ -1,6 +1,6 @@
 /*
- * cli_service.c - reaching a cipher directory's key service without a
- * mount, for kmsfs snapshot, rekey, fsck and volume.
+ * cli_service.c - reaching a cipher directory's key service: for kmsfs
+ * mount, and without a mount for kmsfs snapshot, rekey and fsck.
  *
  * The rules are kmsfs mount's: the volume's kmsfs.conf names the service
  * ("local": the key store, unlocked with its passphrase; a URL: a remote
@@ -24,7 +24,10 @@ static int open_remote(struct cli_service *s, const char *key_service, const cha
 		return 1;
 	s->caller = (struct kc_caller){ .principal = s->principal, .uid = getuid(),
 					.pid = getpid() };
-	/* No key store: the audit log and its digest key go in the default data directory. */
+	/*
+	 * No key store: the audit log and a trail's digest key go in the default
+	 * data directory (the key is kept apart from the logs it signs).
+	 */
 	if (s->ks.dir)
 		snprintf(s->ks.resolved, sizeof(s->ks.resolved), "%s", s->ks.dir);
 	else if (kc_default_keystore(s->ks.resolved, sizeof(s->ks.resolved)) != 0)
@@ -36,7 +39,8 @@ static int open_remote(struct cli_service *s, const char *key_service, const cha
 static int open_audit(struct cli_service *s)
 {
 	char audit_path[PATH_MAX + 16], audit_key[PATH_MAX + 32], audit_err[KC_AUDIT_ERR_MAX];
-	struct kc_audit_options opts = { .path = audit_path, .key_path = audit_key };
+	struct kc_audit_options opts = { .path = audit_path, .key_path = audit_key,
+					 .digest_period = s->audit_digest_period };
 
 	if (s->audit_log)
 		snprintf(audit_path, sizeof(audit_path), "%s", s->audit_log);

@@ -55,12 +55,9 @@ static const char usage[] =
 #define MAX_FUSE_ARGS 64
 
 struct mount_cli {
-	struct cli_keystore ks;
-	struct cli_remote remote;      /* used when the volume's key service is remote */
+	struct cli_service svc;        /* key store or remote service, and the audit log */
 	const char *principals_file;
 	struct kmsfs_mount_opts opts;
-	const char *audit_log;
-	unsigned audit_digest_period;  /* 0: a day */
 	char fuse_opts[4096];          /* comma-joined options for FUSE */
 	char *fuse_argv[MAX_FUSE_ARGS];
 	int allow_other, default_permissions;
@@ -133,17 +130,17 @@ static int parse_o(struct mount_cli *m, char *list)
 
 	for (char *opt = strtok_r(list, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
 		if (!strncmp(opt, "keystore=", 9))
-			m->ks.dir = opt + 9;
+			m->svc.ks.dir = opt + 9;
 		else if (!strncmp(opt, "passfile=", 9))
-			m->ks.passfile = opt + 9;
+			m->svc.ks.passfile = opt + 9;
 		else if (!strncmp(opt, "extpass=", 8))
-			m->ks.extpass = opt + 8;
+			m->svc.ks.extpass = opt + 8;
 		else if (!strncmp(opt, "audit_log=", 10))
-			m->audit_log = opt + 10;
+			m->svc.audit_log = opt + 10;
 		else if (!strncmp(opt, "profile=", 8))
-			m->remote.profile = opt + 8;
+			m->svc.remote.profile = opt + 8;
 		else if (!strncmp(opt, "ca_file=", 8))
-			m->remote.ca_file = opt + 8;
+			m->svc.remote.ca_file = opt + 8;
 		else if (!strncmp(opt, "principals=", 11))
 			m->principals_file = opt + 11;
 		else if (!strncmp(opt, "map_uid=", 8)) {
@@ -152,14 +149,14 @@ static int parse_o(struct mount_cli *m, char *list)
 
 			if (colon)
 				*colon = '=';
-			if (cli_parse_map_uid(&m->remote, opt + 8))
+			if (cli_parse_map_uid(&m->svc.remote, opt + 8))
 				return 1;
 		} else if (!strncmp(opt, "key_service_timeout=", 20)) {
-			if (parse_timeout(opt + 20, &m->remote.timeout_ms))
+			if (parse_timeout(opt + 20, &m->svc.remote.timeout_ms))
 				return 1;
 		}
 		else if (!strncmp(opt, "audit_digest_period=", 20)) {
-			if (parse_digest_period(opt + 20, &m->audit_digest_period))
+			if (parse_digest_period(opt + 20, &m->svc.audit_digest_period))
 				return 1;
 		} else if (!strncmp(opt, "key_cache_ttl=", 14)) {
 			if (parse_ttl(opt + 14, &m->opts.key_cache_ttl))
@@ -211,17 +208,17 @@ static int parse_args(struct mount_cli *m, int argc, char **argv)
 		switch (opt) {
 		case 'f': m->opts.foreground = 1; break;
 		case 'o': if (parse_o(m, optarg)) return 1; break;
-		case 's': m->ks.dir = optarg; break;
-		case 'p': m->ks.passfile = optarg; break;
-		case 'e': m->ks.extpass = optarg; break;
-		case 'a': m->audit_log = optarg; break;
+		case 's': m->svc.ks.dir = optarg; break;
+		case 'p': m->svc.ks.passfile = optarg; break;
+		case 'e': m->svc.ks.extpass = optarg; break;
+		case 'a': m->svc.audit_log = optarg; break;
 		case 't': if (parse_ttl(optarg, &m->opts.key_cache_ttl)) return 1; break;
-		case 'D': if (parse_digest_period(optarg, &m->audit_digest_period)) return 1; break;
-		case 'P': m->remote.profile = optarg; break;
-		case 'M': if (cli_parse_map_uid(&m->remote, optarg)) return 1; break;
+		case 'D': if (parse_digest_period(optarg, &m->svc.audit_digest_period)) return 1; break;
+		case 'P': m->svc.remote.profile = optarg; break;
+		case 'M': if (cli_parse_map_uid(&m->svc.remote, optarg)) return 1; break;
 		case 'R': m->principals_file = optarg; break;
-		case 'C': m->remote.ca_file = optarg; break;
-		case 'T': if (parse_timeout(optarg, &m->remote.timeout_ms)) return 1; break;
+		case 'C': m->svc.remote.ca_file = optarg; break;
+		case 'T': if (parse_timeout(optarg, &m->svc.remote.timeout_ms)) return 1; break;
 		case 'h': fputs(usage, stdout); exit(0);
 		default: fputs(usage, stderr); return 2;
 		}
@@ -249,81 +246,24 @@ static int parse_args(struct mount_cli *m, int argc, char **argv)
 	return 0;
 }
 
-/*
- * The key service the volume names: the local key store (unlocked with
- * its passphrase), or a remote service reached with AWS credentials.
- * caller is who authenticates the volume's configuration.
- */
-static int open_key_service(struct mount_cli *m, struct keyclient **kc, struct kc_caller *caller,
-		char *principal, size_t len)
-{
-	struct kmsfs_volume peek;
-	char errbuf[512];
-
-	if (kmsfs_volume_peek(m->cipherdir, &peek, errbuf, sizeof(errbuf)) != 0)
-		return cli_error("%s", errbuf);
-	if (!cli_is_remote(peek.key_service)) {
-		if (cli_open_keyclient(&m->ks, 0, kc) != 0)
-			return 1;
-		cli_caller(caller, principal, len);
-		return 0;
-	}
-	if (m->principals_file && cli_read_principals(&m->remote, m->principals_file) != 0)
-		return 1;
-	m->remote.endpoint = peek.key_service;
-	m->remote.key = peek.key_id;
-	if (cli_open_remote(&m->remote, kc, principal, len) != 0)
-		return 1;
-	*caller = (struct kc_caller){ .principal = principal, .uid = getuid(), .pid = getpid() };
-	m->opts.principals = m->remote.map;
-	m->opts.principal_count = m->remote.map_count;
-	/* No key store: the audit log and its digest key go in the default data directory. */
-	if (!m->ks.dir && kc_default_keystore(m->ks.resolved, sizeof(m->ks.resolved)) != 0)
-		return cli_error("cannot find a directory for the audit log: set --audit-log, "
-				 "XDG_DATA_HOME or HOME");
-	if (m->ks.dir)
-		snprintf(m->ks.resolved, sizeof(m->ks.resolved), "%s", m->ks.dir);
-	if (cli_make_private_dir(m->ks.resolved) != 0)
-		return 1;
-	return 0;
-}
-
 /* Unlock, authenticate, mount, serve. Runs in the child unless -f. */
 static int run_mount(struct mount_cli *m, int notify_fd)
 {
-	char principal[KMSFS_PRINCIPAL_NAME_MAX], errbuf[512], audit_path[PATH_MAX + 16];
-	char audit_key[PATH_MAX + 32];
-	char audit_err[KC_AUDIT_ERR_MAX];
-	struct kc_audit_options audit_opts = { .path = audit_path, .key_path = audit_key,
-					       .digest_period = m->audit_digest_period };
-	struct keyclient *kc = NULL;
-	struct kc_audit *audit = NULL;
-	struct kc_caller caller;
 	struct kmsfs_volume vol;
 	int ret = 1;
 
-	if (open_key_service(m, &kc, &caller, principal, sizeof(principal)) != 0)
+	if (m->principals_file && cli_read_principals(&m->svc.remote, m->principals_file) != 0)
 		goto out;
-	if (m->audit_log)
-		snprintf(audit_path, sizeof(audit_path), "%s", m->audit_log);
-	else
-		cli_default_audit_path(&m->ks, audit_path, sizeof(audit_path));
-	/* A trail's digests are signed with a key kept in the key store, not beside the logs. */
-	snprintf(audit_key, sizeof(audit_key), "%s/audit-digest.key", m->ks.resolved);
-	audit = kc_audit_open_opts(&audit_opts, audit_err);
-	if (!audit) {
-		cli_error("%s: cannot open audit log: %s", audit_path, audit_err);
+	if (cli_service_open_volume(&m->svc, m->cipherdir, &vol) != 0)
 		goto out;
+	/* A remote service knows the mapped uids by their profiles; any other uid is unsigned. */
+	if (cli_is_remote(vol.key_service)) {
+		m->opts.principals = m->svc.remote.map;
+		m->opts.principal_count = m->svc.remote.map_count;
 	}
-	keyclient_set_audit(kc, audit);
-	if (kmsfs_volume_load(m->cipherdir, kc, &caller, &vol, errbuf, sizeof(errbuf)) != 0) {
-		cli_error("%s", errbuf);
-		goto out;
-	}
-	ret = kmsfs_fs_mount(&m->opts, &vol, kc, audit, notify_fd);
+	ret = kmsfs_fs_mount(&m->opts, &vol, m->svc.kc, m->svc.audit, notify_fd);
 out:
-	keyclient_free(kc);
-	kc_audit_close(audit);
+	cli_service_close(&m->svc);
 	return ret;
 }
 
