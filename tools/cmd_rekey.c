@@ -336,7 +336,7 @@ static int run_workers(struct rekey *rk, size_t count, int progress)
 	}
 	for (size_t i = 0; i < started; i++)
 		pthread_join(workers[i].thread, NULL);
-	if (progress && rk->progress_shown) {
+	if (progress) {
 		show_progress(rk, count, &start);
 		fputc('\n', stderr);
 	}
