@@ -661,6 +661,7 @@ static int attach(const struct place *p, const struct attach_opts *o)
 	if (o->mount_dir && mount_device("attach", dev, o->mount_dir, o->read_only) != 0)
 		goto undo;
 	printf("%s\n", dev);
+	fflush(stdout);                /* the device first, then what was done with it */
 	if (o->fstype)
 		fprintf(stderr, "kmsfs: volume attach: formatted %s (%s) as %s\n", dev, p->path,
 			o->fstype);
