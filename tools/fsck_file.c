@@ -371,7 +371,29 @@ static void not_bound(struct check *c, const uint8_t *value, size_t len,
 			"was copied in from another volume (or its xattr was damaged)", err->type);
 }
 
-/* 0 with c->fk set, or the problem reported and -1. */
+/* The user.kmsfs.dek value (value holds KMSFS_DEK_XATTR_MAX), or the problem reported and -1. */
+static ssize_t read_dek_value(struct check *c, uint8_t *value)
+{
+	ssize_t len = fgetxattr(c->fd, KMSFS_DEK_XATTR, value, KMSFS_DEK_XATTR_MAX);
+
+	if (len < 0 && errno == ENODATA) {
+		problem(c, "MissingDataKey", -1, KC_INVALID_CIPHERTEXT, 0, "no user.kmsfs.dek "
+			"xattr: its data key is lost and it cannot be decrypted (copied without "
+			"xattrs? use cp -a, rsync -X or kmsfs snapshot copy)");
+		return -1;
+	}
+	if (len <= 0) {
+		problem(c, "MalformedDataKey", -1, KC_VALIDATION, 0, "user.kmsfs.dek %s",
+			len == 0 ? "is empty" : errno == ERANGE ? "is too large" : strerror(errno));
+		return -1;
+	}
+	return len;
+}
+
+/*
+ * 0 with c->fk set, or -1: the problem reported, or (no keyring) the
+ * value is there but cannot be opened.
+ */
 static int open_key(struct check *c)
 {
 	uint8_t *value = malloc(KMSFS_DEK_XATTR_MAX), *dek = NULL;
@@ -379,20 +401,13 @@ static int open_key(struct check *c)
 	ssize_t len;
 	int ret = -1;
 
-	if (!value)
-		goto out;
-	len = fgetxattr(c->fd, KMSFS_DEK_XATTR, value, KMSFS_DEK_XATTR_MAX);
-	if (len < 0 && errno == ENODATA) {
-		problem(c, "MissingDataKey", -1, KC_INVALID_CIPHERTEXT, 0, "no user.kmsfs.dek "
-			"xattr: its data key is lost and it cannot be decrypted (copied without "
-			"xattrs? use cp -a, rsync -X or kmsfs snapshot copy)");
+	if (!value) {
+		cannot_check(c, "DataKeyNotChecked", KC_INTERNAL, "out of memory");
 		goto out;
 	}
-	if (len <= 0) {
-		problem(c, "MalformedDataKey", -1, KC_VALIDATION, 0, "user.kmsfs.dek %s",
-			len == 0 ? "is empty" : errno == ERANGE ? "is too large" : strerror(errno));
+	len = read_dek_value(c, value);
+	if (len < 0 || !c->f->kr)
 		goto out;
-	}
 	dek = kmsfs_secure_alloc(KMSFS_DEK_LEN);
 	if (!dek) {
 		cannot_check(c, "DataKeyNotChecked", KC_INTERNAL, "out of secure memory");
@@ -574,8 +589,7 @@ static void check_contents(struct check *c)
 		return;
 	c->stored_len = kmsfs_stored_block_len(c->hdr.cipher);
 	check_size(c);
-	if (!c->f->kr)
-		return;              /* no data keys to be had: the structure is all we check */
+	/* Without a keyring (the key refused) only the xattr's presence is checked. */
 	if (open_key(c) < 0)
 		return;
 	c->file->key_ok = 1;

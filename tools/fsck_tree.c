@@ -36,11 +36,11 @@ static const struct interruptible operations[] = {
 
 #define OPERATION_COUNT (sizeof(operations) / sizeof(operations[0]))
 
-/* Hard-link bookkeeping: the inode of each file added. */
+/* Hard-link bookkeeping: each inode with several links, and its entry in f->files. */
 struct walk {
 	struct fsck *f;
 	dev_t dev;                   /* the cipher directory's filesystem */
-	struct inode_seen { dev_t dev; ino_t ino; } *seen;
+	struct inode_seen { dev_t dev; ino_t ino; size_t file; } *seen;
 	size_t seen_count, seen_cap;
 };
 
@@ -95,24 +95,6 @@ static int seen_grow(struct walk *w)
 	return 0;
 }
 
-/* Has this inode been added through another link? Inode 0 never names a file. */
-static int seen_before(struct walk *w, const struct stat *st)
-{
-	size_t s;
-
-	if (st->st_nlink < 2 || st->st_ino == 0)
-		return 0;
-	if (2 * (w->seen_count + 1) > w->seen_cap && seen_grow(w) < 0)
-		return 0;        /* worst case the file is checked twice */
-	for (s = inode_slot(w, st->st_dev, st->st_ino); w->seen[s].ino;
-	     s = (s + 1) & (w->seen_cap - 1))
-		if (w->seen[s].ino == st->st_ino && w->seen[s].dev == st->st_dev)
-			return 1;
-	w->seen[s] = (struct inode_seen){ st->st_dev, st->st_ino };
-	w->seen_count++;
-	return 0;
-}
-
 static int add_file(struct fsck *f, const char *path, const struct stat *st)
 {
 	struct fsck_file *file;
@@ -135,6 +117,40 @@ static int add_file(struct fsck *f, const char *path, const struct stat *st)
 	f->total_bytes += file->size;
 	f->file_count++;
 	return 0;
+}
+
+/*
+ * A file with several links is checked once, under the name that sorts
+ * first, so a finding names the same path whatever order readdir gives.
+ * Inode 0 never names a file (empty hash slots are 0).
+ */
+static int add_linked_file(struct walk *w, const char *path, const struct stat *st)
+{
+	struct fsck_file *file;
+	size_t s;
+	int ret;
+
+	if (2 * (w->seen_count + 1) > w->seen_cap && seen_grow(w) < 0)
+		return add_file(w->f, path, st);     /* worst case it is checked twice */
+	for (s = inode_slot(w, st->st_dev, st->st_ino); w->seen[s].ino;
+	     s = (s + 1) & (w->seen_cap - 1)) {
+		char *name;
+
+		if (w->seen[s].ino != st->st_ino || w->seen[s].dev != st->st_dev)
+			continue;
+		file = &w->f->files[w->seen[s].file];
+		if (strcmp(path, file->path) >= 0 || !(name = strdup(path)))
+			return 0;
+		free(file->path);
+		file->path = name;
+		return 0;
+	}
+	ret = add_file(w->f, path, st);
+	if (ret == 0) {
+		w->seen[s] = (struct inode_seen){ st->st_dev, st->st_ino, w->f->file_count - 1 };
+		w->seen_count++;
+	}
+	return ret;
 }
 
 static int unreadable_dir(struct fsck *f, const char *path, int err)
@@ -162,7 +178,8 @@ static int walk_entry(struct walk *w, int dirfd, const char *rel, const char *na
 	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return errno == ENOENT ? 0 : unreadable_dir(w->f, path, errno);
 	if (S_ISREG(st.st_mode))
-		return seen_before(w, &st) ? 0 : add_file(w->f, path, &st);
+		return st.st_nlink > 1 && st.st_ino ? add_linked_file(w, path, &st) :
+						      add_file(w->f, path, &st);
 	if (!S_ISDIR(st.st_mode) || st.st_dev != w->dev)
 		return 0;
 	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
