@@ -181,6 +181,15 @@ static int mounted_at(const char *cipherdir, char *mountpoint, size_t len)
 	return found;
 }
 
+static int snapshot_unfinished(const char *cipherdir)
+{
+	char path[PATH_MAX + sizeof(REKEY_SNAPSHOT_STATE) + 1];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/%s", cipherdir, REKEY_SNAPSHOT_STATE);
+	return lstat(path, &sb) == 0;
+}
+
 /* ---- the new key ----------------------------------------------------------------------- */
 
 /* DescribeKey: the key's ARN, if it exists and may wrap keys now. Audited like kmsfs key. */
@@ -434,6 +443,9 @@ static int run(struct rekey *rk, struct rekey_cli *c)
 	if (mounted_at(c->cipherdir, mountpoint, sizeof(mountpoint)))
 		return cli_error("rekey: %s: mounted at %s; unmount it first (kmsfs umount %s)",
 				 c->cipherdir, mountpoint, mountpoint);
+	if (snapshot_unfinished(c->cipherdir))
+		return cli_error("rekey: %s: an interrupted kmsfs snapshot copy into this volume "
+				 "(%s); finish it first", c->cipherdir, REKEY_SNAPSHOT_STATE);
 	if (cli_service_open_volume(&c->svc, c->cipherdir, &rk->vol) != 0)
 		return 1;
 	if (resolve_key(&c->svc, c->key, new_arn) != 0)

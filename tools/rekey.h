@@ -22,6 +22,8 @@
 
 #define REKEY_STATE_NAME ".kmsfs-rekey-state"
 #define REKEY_STAGING_NAME ".kmsfs-rekey.d"
+/* What an interrupted kmsfs snapshot copy into a volume leaves (snapshot.h): finish it first. */
+#define REKEY_SNAPSHOT_STATE ".kmsfs-snapshot-state"
 
 /* ---- rekey_state.c: file ids seen before, by value --------------------------------- */
 

@@ -63,22 +63,6 @@ static int open_file(struct rekey *rk, const char *path, struct stat *sb)
 	return fd;
 }
 
-static int read_header(struct rekey *rk, const char *path, int fd, struct kmsfs_header *hdr)
-{
-	uint8_t bytes[KMSFS_HEADER_LEN];
-	ssize_t got = pread(fd, bytes, sizeof(bytes), 0);
-
-	if (got < 0) {
-		rekey_report(rk, path, "cannot read the header: %s", strerror(errno));
-		return -1;
-	}
-	if (kmsfs_header_decode(bytes, (size_t)got, hdr) < 0) {
-		rekey_report(rk, path, "file header is truncated or malformed (not a kmsfs file?)");
-		return -1;
-	}
-	return 0;
-}
-
 /* Versions 1 and 2 both begin u8 version | u8 arn_len | key ARN. */
 static int read_dek(struct rekey *rk, const char *path, int fd, struct dek_value *v)
 {
@@ -105,6 +89,36 @@ static int read_dek(struct rekey *rk, const char *path, int fd, struct dek_value
 	return 0;
 }
 
+/*
+ * What tools leave at the volume root (an interrupted config rewrite's
+ * .kmsfs.conf.XXXXXX, an xattr probe) has no header and is not a file to
+ * move. A user's file of such a name has one and is moved like any other.
+ */
+static int is_tool_leftover(const char *path)
+{
+	return !strchr(path, '/') && !strncmp(path, ".kmsfs", 6);
+}
+
+/* The file's header and data key: 0; 1 when it is not a file to move; -1 after reporting. */
+static int read_keys(struct rekey *rk, const char *path, int fd, struct kmsfs_header *hdr,
+		     struct dek_value *v)
+{
+	uint8_t bytes[KMSFS_HEADER_LEN];
+	ssize_t got = pread(fd, bytes, sizeof(bytes), 0);
+
+	if (got < 0) {
+		rekey_report(rk, path, "cannot read the header: %s", strerror(errno));
+		return -1;
+	}
+	if (kmsfs_header_decode(bytes, (size_t)got, hdr) < 0) {
+		if (is_tool_leftover(path))
+			return 1;
+		rekey_report(rk, path, "file header is truncated or malformed (not a kmsfs file?)");
+		return -1;
+	}
+	return read_dek(rk, path, fd, v);
+}
+
 static enum rekey_outcome rewrap(struct rekey *rk, struct rekey_file *f)
 {
 	struct dek_value *old = malloc(sizeof(*old)), *new = malloc(sizeof(*new));
@@ -125,8 +139,11 @@ static enum rekey_outcome rewrap(struct rekey *rk, struct rekey_file *f)
 		outcome = REKEY_SKIPPED;     /* empty: no header, no data key */
 		goto out;
 	}
-	if (read_header(rk, f->path, fd, &hdr) != 0 || read_dek(rk, f->path, fd, old) != 0)
+	ret = read_keys(rk, f->path, fd, &hdr, old);
+	if (ret != 0) {
+		outcome = ret > 0 ? REKEY_SKIPPED : REKEY_FAILED;
 		goto out;
+	}
 	if (!strcmp(old->key_arn, rk->new_vol.key_id)) {
 		outcome = REKEY_SKIPPED;
 		goto out;
@@ -364,7 +381,7 @@ static enum rekey_outcome reencrypt(struct rekey *rk, struct rekey_file *f, uint
 	enum rekey_outcome outcome = REKEY_FAILED;
 	struct kmsfs_header hdr, new_hdr;
 	char name[2 * KMSFS_FILE_ID_LEN + 1];
-	int fd = -1;
+	int fd = -1, ret;
 	struct stat sb;
 
 	if (!old || !new) {
@@ -378,8 +395,11 @@ static enum rekey_outcome reencrypt(struct rekey *rk, struct rekey_file *f, uint
 		outcome = REKEY_SKIPPED;
 		goto out;
 	}
-	if (read_header(rk, f->path, fd, &hdr) != 0 || read_dek(rk, f->path, fd, old) != 0)
+	ret = read_keys(rk, f->path, fd, &hdr, old);
+	if (ret != 0) {
+		outcome = ret > 0 ? REKEY_SKIPPED : REKEY_FAILED;
 		goto out;
+	}
 	if (!strcmp(old->key_arn, rk->new_vol.key_id) &&
 	    rekey_state_is_done(&rk->state, hdr.file_id)) {
 		outcome = REKEY_SKIPPED;
