@@ -274,6 +274,33 @@ def test_rekey_reencrypt_failure_reported_and_split_links_rejoined_by_the_rerun(
     assert sorted(os.listdir(v.cipherdir)) == ["a", "kmsfs.conf", "locked", "other"]
 
 
+def test_rekey_reports_a_bad_file_goes_on_and_finishes_once_it_is_fixed(kmsfs):
+    key_a, key_b = kmsfs.create_key("bad file A"), kmsfs.create_key("bad file B")
+    v = kmsfs.new_volume("rekey-bad-file", key=key_a)
+    v.mount()
+    for name in ("a", "b", "c"):
+        write_file(v.p(name), name.encode() * 5000)
+    v.unmount()
+    os.removexattr(v.b("b"), DEK_XATTR)                       # as a copy without xattrs
+    write_file(v.b(".kmsfs.conf.x1Yz9Q"), b"[volume]\n")      # a config rewrite's leftover
+
+    r = rekey(kmsfs, v, key_b, check=False)
+    assert r.rc == 1, r
+    assert re.search(r"^kmsfs: rekey: b: .*no user.kmsfs.dek", r.err, re.M), r
+    assert "2 files rewrapped, 1 skipped, 1 failed" in r.out, r
+    assert conf_key(v).endswith(key_a.split("/")[-1]), "kmsfs.conf moved with a file left behind"
+    os.unlink(v.b("b"))
+    r = rekey(kmsfs, v, key_b)
+    assert "0 files rewrapped, 3 skipped, 0 failed" in r.out, r
+    assert not conf_key(v).endswith(key_a.split("/")[-1])
+    kmsfs.key("disable", key_a)
+    v.mount()
+    try:
+        assert read_file(v.p("a")) == b"a" * 5000 and read_file(v.p("c")) == b"c" * 5000
+    finally:
+        v.unmount()
+
+
 def test_rekey_bucket_key_volume(kmsfs):
     key_a, key_b, key_c = (kmsfs.create_key("bucket " + n) for n in "ABC")
     v = new_bucket_volume(kmsfs, "rekey-bucket", key_a)
