@@ -187,6 +187,7 @@ static void show_progress(struct pool *p)
 
 static void wait_with_progress(struct pool *p)
 {
+	show_progress(p);                /* at once: the user sees the total from the start */
 	pthread_mutex_lock(&p->lock);
 	while (!p->finished) {
 		struct timespec until;
