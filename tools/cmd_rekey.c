@@ -464,6 +464,10 @@ static int run(struct rekey *rk, struct rekey_cli *c)
 		return 1;
 	}
 	ret = rekey_volume(rk, c, &root, &start);
+	/* Still holding the lock: the next run's staging directory is not ours to touch. */
+	if (rk->stage_fd >= 0)
+		rekey_staging_remove(rk->root_fd, rk->stage_fd, rk->cipherdir);
+	rk->stage_fd = -1;
 	if (rk->state.fd >= 0)
 		rekey_state_close(&rk->state);
 	return ret;
@@ -487,8 +491,6 @@ int cmd_rekey(int argc, char **argv)
 		rk->root_fd = rk->stage_fd = rk->state.fd = -1;
 		pthread_mutex_init(&rk->out_lock, NULL);
 		ret = run(rk, c);
-		if (rk->stage_fd >= 0)
-			rekey_staging_remove(rk->root_fd, rk->stage_fd, rk->cipherdir);
 		kmsfs_keyring_free(rk->old_kr);
 		kmsfs_keyring_free(rk->new_kr);
 		rekey_tree_free(&rk->tree);

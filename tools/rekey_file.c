@@ -49,7 +49,7 @@ static enum rekey_outcome key_failure(struct rekey *rk, const char *path, const 
 
 static int open_file(struct rekey *rk, const char *path, struct stat *sb)
 {
-	int fd = openat(rk->root_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(rk->root_fd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 
 	if (fd < 0) {
 		rekey_report(rk, path, "cannot open: %s", strerror(errno));

@@ -277,8 +277,9 @@ static int load_state(struct rekey_state *st, const char *cipherdir)
 		goto out;
 	}
 	if (seen.header_ok)
-		fprintf(stderr, "kmsfs: rekey: %s: an interrupted rekey to %s (%s) is superseded "
-			"by this one\n", cipherdir, seen.key_arn, seen.mode ? "reencrypt" : "rewrap");
+		fprintf(stderr, "kmsfs: rekey: %s: an interrupted rekey to %s (%s) is "
+			"superseded by this one\n", cipherdir, seen.key_arn,
+			seen.mode ? "reencrypt" : "rewrap");
 	rekey_idmap_free(&st->done);
 	rekey_idmap_free(&st->origin);
 	ret = start_state(st);
@@ -293,8 +294,8 @@ static int lock_state(struct rekey_state *st, int root_fd, const char *cipherdir
 	for (int attempt = 0; attempt < 5; attempt++) {
 		struct stat locked, named;
 
-		st->fd = openat(root_fd, REKEY_STATE_NAME, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
-				0600);
+		st->fd = openat(root_fd, REKEY_STATE_NAME,
+				O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (st->fd < 0)
 			return cli_error("rekey: %s/%s: %s", cipherdir, REKEY_STATE_NAME,
 					 strerror(errno));
@@ -304,8 +305,9 @@ static int lock_state(struct rekey_state *st, int root_fd, const char *cipherdir
 			close(st->fd);
 			st->fd = -1;
 			if (err == EWOULDBLOCK)
-				return cli_error("rekey: %s: another kmsfs rekey is running on this "
-						 "volume (%s is locked)", cipherdir, REKEY_STATE_NAME);
+				return cli_error("rekey: %s: another kmsfs rekey is running on "
+						 "this volume (%s is locked)", cipherdir,
+						 REKEY_STATE_NAME);
 			return cli_error("rekey: %s/%s: cannot lock: %s", cipherdir,
 					 REKEY_STATE_NAME, strerror(err));
 		}
