@@ -312,13 +312,29 @@ static int resume(struct snap *s, const struct snap_state *st)
 	return check_resume_key(s, st);
 }
 
-/* DST must not be SRC or inside it: the walk would find the copy. */
-static int check_not_inside(struct snap *s)
+/*
+ * DST must not be SRC or inside it (the walk would find the copy): checked
+ * on the absolute path DST will have, before anything is made there.
+ */
+static int check_not_inside(struct snap *s, const char *arg)
 {
+	char parent[PATH_MAX], *slash, resolved[PATH_MAX];
 	size_t len = strlen(s->src);
 
-	if (!strncmp(s->dst, s->src, len) && (s->dst[len] == '\0' || s->dst[len] == '/'))
-		return cli_error("snapshot: %s is inside the source volume %s", s->dst, s->src);
+	snprintf(parent, sizeof(parent), "%s", arg);
+	for (size_t n = strlen(parent); n > 1 && parent[n - 1] == '/'; n--)
+		parent[n - 1] = '\0';
+	if (!realpath(arg, resolved)) {
+		if (errno != ENOENT)
+			return cli_error("snapshot: %s: %s", arg, strerror(errno));
+		slash = strrchr(parent, '/');
+		if (slash)
+			*slash = '\0';
+		if (!realpath(slash ? (*parent ? parent : "/") : ".", resolved))
+			return cli_error("snapshot: %s: %s", arg, strerror(errno));
+	}
+	if (!strncmp(resolved, s->src, len) && (resolved[len] == '\0' || resolved[len] == '/'))
+		return cli_error("snapshot: %s is inside the source volume %s", arg, s->src);
 	return 0;
 }
 
@@ -329,12 +345,12 @@ int snap_dest_open(struct snap *s)
 	int has_state;
 
 	snprintf(arg, sizeof(arg), "%s", s->dst);
+	if (check_not_inside(s, arg))
+		return 1;
 	if (mkdir(arg, 0700) < 0 && errno != EEXIST)
 		return cli_error("snapshot: %s: cannot create: %s", arg, strerror(errno));
 	if (!realpath(arg, s->dst))
 		return cli_error("snapshot: %s: %s", arg, strerror(errno));
-	if (check_not_inside(s))
-		return 1;
 	s->dst_fd = open(s->dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s->dst_fd < 0)
 		return cli_error("snapshot: %s: %s", s->dst, strerror(errno));
