@@ -8,12 +8,19 @@ key is refused with the volume unchanged."""
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
-import time
+import sys
+import tempfile
+
+import pytest
 
 import kmsfs_it
 from kmsfs_it import AuditLog, read_file, rec_get, rec_path, write_file
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kmsd"))
+import kmsd_it  # noqa: E402  (tests/kmsd's harness: starts a real kmsd)
 
 STATE = ".kmsfs-rekey-state"
 STAGING = ".kmsfs-rekey.d"
@@ -334,6 +341,63 @@ def test_rekey_bucket_key_volume(kmsfs):
         assert all(read_file(v.p(name)) == content for name, content in data.items())
     finally:
         v.unmount()
+
+
+def test_rekey_remote_volume_on_kmsd(kmsfs):
+    """A volume on a remote key service: DescribeKey and ReEncrypt go to kmsd, signed with the
+    user's AWS profile; the old key disabled in kmsd, the volume still reads."""
+    kmsd = os.path.join(os.path.dirname(kmsfs.bin), "kmsd", "kmsd")
+    if not os.access(kmsd, os.X_OK):
+        pytest.fail("kmsd not built next to kmsfs: %s" % kmsd)
+    base = tempfile.mkdtemp(prefix="rekey-remote-", dir=kmsfs.base)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = kmsd_it.Kmsd(kmsd, os.path.join(base, "kmsd"), listen="127.0.0.1:%d" % port)
+    server.start()
+    try:
+        admin = server.user("admin")
+        creds = os.path.join(base, "aws-credentials")
+        with open(creds, "w") as f:
+            f.write("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n"
+                    % (admin.access_key_id, admin.secret_access_key))
+        env = dict(kmsfs.env, AWS_SHARED_CREDENTIALS_FILE=creds, AWS_CONFIG_FILE="/dev/null",
+                   AWS_REGION=kmsd_it.REGION)
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                     "AWS_PROFILE"):
+            env.pop(name, None)
+        kms = server.client("admin")
+        key_a, key_b = (kms.create_key(Description=d)["KeyMetadata"]["Arn"] for d in "AB")
+        cipherdir, mnt = os.path.join(base, "cipher"), os.path.join(base, "mnt")
+        os.makedirs(mnt)
+        audit_path = os.path.join(base, "audit.log")
+        kmsfs.run("init", "--key-service", server.endpoint, "--key", key_a, cipherdir, env=env)
+
+        def mount():
+            kmsfs.run("mount", "--audit-log", audit_path, cipherdir, mnt, env=env)
+            kmsfs.track_mount(mnt)
+
+        data = {"f%d" % i: os.urandom(3000 * i + 1) for i in range(5)}
+        mount()
+        for name, content in data.items():
+            write_file(os.path.join(mnt, name), content)
+        assert not kmsfs.unmount(mnt)
+        audit = AuditLog(audit_path)
+        r = kmsfs.run("rekey", cipherdir, "--key", key_b, "--no-progress", "--audit-log",
+                      audit_path, env=env)
+        assert "5 files rewrapped, 0 skipped, 0 failed" in r.out, r
+        named = {rec_path(rec) for rec in audit.records()
+                 if rec.get("eventName") == "ReEncrypt" and not rec.get("errorCode")}
+        assert named == set(data), audit.dump()
+        kms.disable_key(KeyId=key_a)
+        mount()
+        try:
+            for name, content in data.items():
+                assert read_file(os.path.join(mnt, name)) == content, name
+        finally:
+            assert not kmsfs.unmount(mnt)
+    finally:
+        server.stop()
 
 
 def test_rekey_refused_while_mounted(kmsfs):
