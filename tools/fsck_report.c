@@ -187,7 +187,6 @@ static void show_progress(struct pool *p)
 
 static void wait_with_progress(struct pool *p)
 {
-	show_progress(p);                /* at once: the user sees the total from the start */
 	pthread_mutex_lock(&p->lock);
 	while (!p->finished) {
 		struct timespec until;
@@ -246,6 +245,8 @@ void fsck_run_pool(struct fsck *f, void (*fn)(struct fsck *f, struct fsck_file *
 	pthread_mutex_init(&p.lock, NULL);
 	pthread_cond_init(&p.cond, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &p.started);
+	if (with_progress && f->opts.progress)
+		show_progress(&p);       /* at once: the total is known from the start */
 	for (unsigned i = 0; threads && i < jobs; i++) {
 		if (pthread_create(&threads[i], NULL, worker, &p) != 0)
 			break;

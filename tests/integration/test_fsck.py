@@ -11,7 +11,10 @@ Every finding is an audit record (eventSource kmsfs)."""
 import errno
 import os
 import re
+import signal
 import stat
+import subprocess
+import time
 
 import pytest
 
@@ -437,3 +440,44 @@ def test_disabled_key_cannot_check(kmsfs, audit):
         assert recs and recs[0].get("errorCode") == "DisabledException", audit.dump()
     finally:
         kmsfs.key("enable", key)
+
+
+# ---- what the other offline tools leave -------------------------------------------------------
+
+def test_snapshot_copy_and_rekey_results_are_clean(kmsfs, vol):
+    populate(vol)
+    key_b = kmsfs.create_key("fsck-after-copy")
+    for mode in ([], ["--reencrypt"]):
+        dst = os.path.join(vol.root, "copy%s" % "".join(mode))
+        kmsfs.run("snapshot", "copy", *kmsfs.store_args(), "--key", key_b, "--no-progress",
+                  *mode, vol.cipherdir, dst)
+        r = kmsfs.run("fsck", *kmsfs.store_args(), "--no-progress", dst, check=False)
+        assert r.rc == 0 and summary(r)["files"] == len(SIZES) + 1, r
+    kmsfs.run("rekey", vol.cipherdir, *kmsfs.store_args(), "--key", key_b, "--reencrypt",
+              "--no-progress")
+    fsck(vol, check_rc=0)
+
+
+def test_interrupted_snapshot_copy(kmsfs, vol):
+    populate(vol, {"huge": 48 * 1024 * 1024, "small": 100})
+    dst = os.path.join(vol.root, "copy")
+    args = [kmsfs.bin, "snapshot", "copy", *kmsfs.store_args(), "--reencrypt", "--no-progress",
+            "--jobs", "1", vol.cipherdir, dst]
+    p = subprocess.Popen(args, env=kmsfs.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = os.path.join(dst, ".kmsfs-snapshot-state")
+    try:
+        while p.poll() is None and not os.path.exists(state):
+            time.sleep(0.002)
+        p.send_signal(signal.SIGKILL)
+    finally:
+        p.wait()
+    assert p.returncode == -signal.SIGKILL and os.path.exists(state), \
+        "the copy finished before it could be interrupted (rc %r)" % p.returncode
+    r = kmsfs.run("fsck", *kmsfs.store_args(), "--no-progress", "--repair", dst, check=False)
+    assert r.rc == 4, r
+    line, = lines_for(r, ".kmsfs-snapshot-state")
+    assert "interrupted kmsfs snapshot copy: re-run kmsfs snapshot copy to finish" in line, r
+    assert os.path.exists(state), "--repair must keep what the re-run needs"
+    kmsfs.run(*args[1:])
+    r = kmsfs.run("fsck", *kmsfs.store_args(), "--no-progress", dst, check=False)
+    assert r.rc == 0 and summary(r)["files"] == 2, r
