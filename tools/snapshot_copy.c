@@ -319,7 +319,8 @@ static int put_in_place(struct snap *s, const char *tmp, const char *rel, char *
 static int copy_regular(struct snap *s, struct snap_worker *w, struct snap_entry *e,
 			char *tmp, char *why, size_t why_len)
 {
-	int src = openat(s->src_fd, e->rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), dst = -1, ret = -1;
+	int src = openat(s->src_fd, e->rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	int dst = -1, ret = -1;
 	struct stat st;
 
 	if (src < 0 || fstat(src, &st) < 0) {
@@ -599,7 +600,7 @@ static int plain_hash(struct kmsfs_keyring *kr, int dir_fd, const char *rel, uin
 	struct kmsfs_header hdr;
 	uint64_t bad_block = 0;
 	struct stat st;
-	int fd = openat(dir_fd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), ret = -1;
+	int fd = openat(dir_fd, rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC), ret = -1;
 
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		snprintf(why, why_len, "cannot open: %s", strerror(errno));
