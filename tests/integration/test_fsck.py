@@ -280,7 +280,7 @@ def test_foreign_headers(kmsfs, vol, audit):
     other = kmsfs.new_volume("fsck-other")          # another kmsfs init: its own key and id
     populate(other, {"theirs": 9000})
     # (a) copied with its xattr from the other volume (cp -a keeps user xattrs)
-    kmsfs_it.subprocess.run(["cp", "-a", other.b("theirs"), vol.b("theirs")], check=True)
+    subprocess.run(["cp", "-a", other.b("theirs"), vol.b("theirs")], check=True)
     # (b) plaintext dropped straight into the cipher dir
     write_file(vol.b("docs/notes.txt"), b"plain text, not through the mount\n")
     # (c) one file's header moved onto another
@@ -289,7 +289,7 @@ def test_foreign_headers(kmsfs, vol, audit):
     with open(vol.b("a4097"), "r+b") as f:
         f.write(hdr)
     # and a whole file copied inside the cipher dir: both open, but they share an id and key
-    kmsfs_it.subprocess.run(["cp", "-a", vol.b("one"), vol.b("one.copy")], check=True)
+    subprocess.run(["cp", "-a", vol.b("one"), vol.b("one.copy")], check=True)
     r = fsck(vol, check_rc=4)
     line, = lines_for(r, "theirs")
     assert "does not open for this file (InvalidCiphertextException)" in line, r
