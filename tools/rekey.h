@@ -96,6 +96,8 @@ struct rekey_file {
 	ino_t ino;
 	nlink_t nlink;
 	uint64_t plain_size;         /* for progress */
+	off_t backing_size;
+	struct timespec mtime;
 	uint8_t file_id[KMSFS_FILE_ID_LEN];
 	int id_known;                /* file_id was read (resuming a --reencrypt) */
 	ssize_t relink_to;           /* >= 0: an interrupted run re-encrypted this file as

@@ -105,7 +105,8 @@ static int add_file(struct rekey_tree *tree, struct rekey_idmap *inodes, char *p
 	}
 	f = &tree->files[tree->count++];
 	*f = (struct rekey_file){ .path = path, .dev = sb->st_dev, .ino = sb->st_ino,
-				  .nlink = sb->st_nlink, .relink_to = -1 };
+				  .nlink = sb->st_nlink, .backing_size = sb->st_size,
+				  .mtime = sb->st_mtim, .relink_to = -1 };
 	if (sb->st_size > 0)
 		f->plain_size = kmsfs_plain_size((uint64_t)sb->st_size, cipher);
 	tree->total_bytes += f->plain_size;
@@ -223,11 +224,20 @@ static void read_file_id(int root_fd, struct rekey_file *f)
 	close(fd);
 }
 
+/* Neither written since the copy was made: it has the original's size and mtime. */
+static int same_contents(const struct rekey_file *a, const struct rekey_file *b)
+{
+	return a->backing_size == b->backing_size && a->mtime.tv_sec == b->mtime.tv_sec &&
+	       a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
 /*
  * An interrupted --reencrypt may have moved some names of a hard-linked
  * file to its new inode and not the others: the state file says which old
  * file id became which new one, so the names left on the old inode can
- * rejoin the new one instead of being re-encrypted into a third.
+ * rejoin the new one instead of being re-encrypted into a third - unless
+ * either was written since (through a mount in between): then both stay,
+ * as two files.
  */
 static int find_split_links(int root_fd, const struct rekey_state *state, struct rekey_tree *tree)
 {
@@ -250,7 +260,8 @@ static int find_split_links(int root_fd, const struct rekey_state *state, struct
 			continue;
 		new_id = rekey_idmap_get(&state->origin, f->file_id);
 		target = new_id ? rekey_idmap_get(&by_id, new_id) : NULL;
-		if (target && value_index(target) != i)
+		if (target && value_index(target) != i &&
+		    same_contents(f, &tree->files[value_index(target)]))
 			f->relink_to = (ssize_t)value_index(target);
 	}
 	rekey_idmap_free(&by_id);
