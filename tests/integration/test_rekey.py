@@ -241,7 +241,11 @@ def test_rekey_reencrypt_killed_midway_finishes_on_the_next_run(kmsfs):
         v.unmount()
 
 
-def test_rekey_reencrypt_failure_reported_and_split_links_rejoined_by_the_rerun(kmsfs):
+@pytest.mark.parametrize("edited", [False, True], ids=["untouched", "edited-between-runs"])
+def test_rekey_reencrypt_failure_reported_and_split_links_rejoined_by_the_rerun(kmsfs, edited):
+    """A name that cannot be replaced splits a hard-linked file between its old and new inode;
+    the re-run links the names together again - unless one was written in between (through a
+    mount), when both are kept as they are, two files."""
     key_a, key_b = kmsfs.create_key("split A"), kmsfs.create_key("split B")
     v = kmsfs.new_volume("rekey-split", key=key_a)
     v.mount()
@@ -263,18 +267,27 @@ def test_rekey_reencrypt_failure_reported_and_split_links_rejoined_by_the_rerun(
     assert os.stat(v.b("a")).st_ino != os.stat(v.b("locked/b")).st_ino
     v.mount()
     assert read_file(v.p("a")) == read_file(v.p("locked/b")) == b"linked twice\n" * 1000
+    if edited:
+        with open(v.p("locked/b"), "ab") as f:
+            f.write(b"edited\n")
     v.unmount()
     new_id = v.file_id("a")
+    b_text = b"linked twice\n" * 1000 + (b"edited\n" if edited else b"")
 
     r = rekey(kmsfs, v, key_b, "--reencrypt")
     assert "0 failed" in r.out, r
     a, b = os.stat(v.b("a")), os.stat(v.b("locked/b"))
-    assert (a.st_ino, a.st_nlink) == (b.st_ino, 2), "the split link was not rejoined"
+    if edited:
+        assert a.st_ino != b.st_ino and (a.st_nlink, b.st_nlink) == (1, 1), \
+            "an edited name was joined to the other (its edit lost)"
+    else:
+        assert (a.st_ino, a.st_nlink) == (b.st_ino, 2), "the split link was not rejoined"
     assert v.file_id("a") == new_id, "the re-run re-encrypted a finished file again"
     kmsfs.key("disable", key_a)
     v.mount()
     try:
-        assert read_file(v.p("locked/b")) == b"linked twice\n" * 1000
+        assert read_file(v.p("a")) == b"linked twice\n" * 1000
+        assert read_file(v.p("locked/b")) == b_text
         assert read_file(v.p("other")) == b"another file\n"
     finally:
         v.unmount()
