@@ -116,10 +116,11 @@ int kmsfs_keyring_wrap(struct kmsfs_keyring *kr, const struct kmsfs_header *hdr,
  * The file's value in src's volume rewrapped for dst's volume and key,
  * the data key unchanged (contents stay valid as ciphertext). Without the
  * plaintext data key when possible: version 1 -> version 1 through
- * ReEncrypt when both keyrings share a keyclient; version 2 within one
- * volume (rekey) by ReEncrypt of its bucket key. Otherwise (another key
- * service, a change of bucket key mode, or a bucket-key file moving to
- * another volume, whose seal binds the volume id) unwrap then wrap, and
+ * ReEncrypt when both keyrings share a keyclient (whatever dst's bucket
+ * key mode: the mount opens either version); version 2 within one volume
+ * (rekey) by ReEncrypt of its bucket key. Otherwise (another key service,
+ * or a bucket-key file moving to another volume, whose seal binds the
+ * volume id, or out of bucket key mode) unwrap then wrap, and
  * *plaintext_used (may be NULL) is set to 1.
  */
 int kmsfs_keyring_rewrap(struct kmsfs_keyring *src, struct kmsfs_keyring *dst,

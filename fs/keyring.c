@@ -12,7 +12,8 @@
  *
  * Rewrapping prefers the key service's ReEncrypt, so the plaintext data
  * key never reaches this process (DESIGN section 7): for version 1 always
- * when source and destination share a key service; for version 2 when the
+ * when source and destination share a key service (it stays version 1, in
+ * a bucket-key volume too, as the mount allows); for version 2 when the
  * volume stays the same (rekey), by ReEncrypt of the bucket key itself -
  * the seal stays valid because the bucket key's plaintext does not change.
  * A version-2 file moving to another volume must be resealed (its AAD
@@ -455,8 +456,8 @@ int kmsfs_keyring_rewrap(struct kmsfs_keyring *src, struct kmsfs_keyring *dst,
 
 	if (plaintext_used)
 		*plaintext_used = 0;
-	if (one_service && !dst->vol.bucket_key &&
-	    kfs_dek_decode_v1(wrapped, wrapped_len, &f) == 0)
+	/* A version-1 file stays version 1 even in a bucket-key volume: the mount opens both. */
+	if (one_service && kfs_dek_decode_v1(wrapped, wrapped_len, &f) == 0)
 		return rewrap_v1(src, dst, hdr, path, &f, out, out_len, err);
 	if (one_service && dst->vol.bucket_key && strcmp(src->vol.id, dst->vol.id) == 0 &&
 	    kfs_dek_decode_v2(wrapped, wrapped_len, &f) == 0)

@@ -180,6 +180,26 @@ static void test_v2(const char *key_a, const char *key_b)
 	CHECK(kmsfs_keyring_unwrap(kr_new, &hdr, "v2.bin", moved, moved_len, back, &err) == 0);
 	CHECK(memcmp(dek, back, KMSFS_DEK_LEN) == 0);
 
+	/* A version-1 file of a bucket-key volume stays version 1, through ReEncrypt. */
+	{
+		struct kmsfs_volume plain_vol;
+		struct kmsfs_keyring *kr_plain;
+
+		make_volume(&plain_vol, vol.id, key_a, 0);
+		kr_plain = kmsfs_keyring_new(&plain_vol, kc, &caller);
+		CHECK(kmsfs_keyring_wrap(kr_plain, &hdr, "v1.bin", back, 1, moved, &moved_len,
+					 &err) == 0);
+		CHECK(kmsfs_keyring_rewrap(kr_plain, kr_new, &hdr, "v1.bin", moved, moved_len,
+					   wrapped + 0, &wrapped_len, &plaintext_used, &err) == 0);
+		CHECK(plaintext_used == 0 && wrapped[0] == 1);
+		CHECK(kmsfs_keyring_unwrap(kr_new, &hdr, "v1.bin", wrapped, wrapped_len, back,
+					   &err) == 0);
+		kmsfs_keyring_free(kr_plain);
+		/* Back to the version-2 value for the rest. */
+		CHECK(kmsfs_keyring_wrap(kr, &hdr, "v2.bin", dek, 0, wrapped, &wrapped_len,
+					 &err) == 0);
+	}
+
 	/* Another volume: the seal binds the volume id, so through the client. */
 	CHECK(kmsfs_keyring_rewrap(kr, kr_other, &hdr, "v2.bin", wrapped, wrapped_len, moved,
 				   &moved_len, &plaintext_used, &err) == 0);
