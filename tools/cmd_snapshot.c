@@ -238,7 +238,12 @@ static int finish(struct snap *s)
 			  "finish it", (unsigned long long)s->stats.failures, s->dst);
 		return 1;
 	}
-	if (snap_dest_finish(s) || snap_root_attrs(s))
+	/*
+	 * The root's attributes before the state file goes (a crash after it would
+	 * leave a finished copy with a 0700 root), and again after, since removing
+	 * the staging directory and state file changes the root's mtime.
+	 */
+	if (snap_root_attrs(s) || snap_dest_finish(s) || snap_root_attrs(s))
 		return 1;
 	return 0;
 }

@@ -116,7 +116,11 @@ nomem:
 	return -ENOMEM;
 }
 
-/* Create the destination directory for rel: 0700 until its attributes are applied. */
+/*
+ * Create the destination directory for rel: 0700 until its attributes are
+ * applied. One an earlier run made may already have its final mode (a
+ * read-only one too): open it up again, the end of this run sets it back.
+ */
 static int make_dest_dir(struct snap *s, const char *rel)
 {
 	struct stat st;
@@ -127,7 +131,11 @@ static int make_dest_dir(struct snap *s, const char *rel)
 		return -errno;
 	if (fstatat(s->dst_fd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
-	return S_ISDIR(st.st_mode) ? 0 : -EEXIST;
+	if (!S_ISDIR(st.st_mode))
+		return -EEXIST;
+	if ((st.st_mode & 0700) != 0700 && fchmodat(s->dst_fd, rel, 0700, 0) < 0)
+		return -errno;
+	return 0;
 }
 
 static char *join(const char *dir, const char *name)
