@@ -444,10 +444,29 @@ def test_source_key_disabled(kmsfs, tmp_path):
     assert os.path.exists(os.path.join(dst.cipherdir, STATE))
     for ln in failed:
         assert not os.path.exists(dst.b(ln.split(":")[2].strip())), ln
-    # key enabled again: the same command finishes the copy
+    # key enabled again: the same command finishes the copy. Meanwhile two files already copied
+    # changed in the source: --verify finds them, removes their copies (every name) and fails
+    src.mount()
+    for rel in ("d00/f000", "d00/f001"):
+        write_file(src.p(rel), b"changed after it was copied\n")
+    changed = read_file(src.p("d00/f000"))
+    src.unmount()
+    r = copy(kmsfs, src, dst, "--verify", check=False)
+    assert r.rc == 1 and said(r.out, r"%d files \(" % len(failed)), r
+    for rel in ("d00/f000", "d00/f001"):
+        want = "kmsfs: snapshot: %s: verify: the copy's contents differ from the source's" % rel
+        assert want in r.err, r
+        assert not os.path.exists(dst.b(rel))
+    assert not os.path.exists(dst.b("d05/last-link"))
+    assert "kmsfs: snapshot: 2 failed" in r.err, r
     r = copy(kmsfs, src, dst, "--verify")
-    assert said(r.out, r"%d files \(" % len(failed)) and said(r.out, "verified 600 files"), r
+    assert said(r.out, r"2 files \(") and said(r.out, "598 already there"), r
+    assert said(r.out, "verified 600 files") and said(r.out, "1 hard links"), r
     assert_no_leftovers(dst)
+    dst.mount()
+    assert read_file(dst.p("d05/last-link")) == changed
+    assert os.stat(dst.p("d05/last-link")).st_ino == os.stat(dst.p("d00/f000")).st_ino
+    dst.unmount()
 
 
 def test_refusals(kmsfs):

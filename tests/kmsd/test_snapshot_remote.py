@@ -160,7 +160,8 @@ def test_copy_to_another_key_service(regions):
     regions.mount(dst, mnt, "two")
     try:
         assert read_tree(mnt) == want
-        assert os.stat(os.path.join(mnt, "small")).st_ino == os.stat(os.path.join(mnt, "small-link")).st_ino
+        small, link = os.stat(os.path.join(mnt, "small")), os.stat(os.path.join(mnt, "small-link"))
+        assert small.st_ino == link.st_ino
         assert os.stat(os.path.join(mnt, "small")).st_nlink == 2
         assert os.readlink(os.path.join(mnt, "to-big")) == "big"
     finally:
