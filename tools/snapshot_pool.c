@@ -220,15 +220,16 @@ void snap_pool_run(struct snap *s, const size_t *items, size_t n, const char *wh
 		started++;
 	}
 	if (started < count) {
-		/* No more threads: this one does the rest after the ones that started. */
+		/* Fewer threads than asked: the ones that started share the work. */
 		pthread_mutex_lock(&p.lock);
-		p.running -= count - started;
+		p.running = started;
 		pthread_mutex_unlock(&p.lock);
-		if (started == 0) {
-			p.running = 1;
-			workers[0] = (struct pool_worker){ .w = { .s = s }, .pool = &p };
-			worker_main(&workers[0]);
-		}
+	}
+	if (started == 0) {
+		/* None at all: the work is done on this thread (no progress line meanwhile). */
+		p.running = 1;
+		workers[0] = (struct pool_worker){ .w = { .s = s }, .pool = &p };
+		worker_main(&workers[0]);
 	}
 	wait_workers(&p, workers, started ? started : 1, what);
 	for (unsigned i = 0; i < started; i++)
