@@ -972,11 +972,9 @@ static int volume_list(int argc, char **argv)
  * through as it is (--opt=VALUE always works).
  */
 static const char *const snapshot_value_opts[] = {
-	"--key", "--key-service", "--keystore", "--passfile", "--extpass", "--profile",
-	"--region", "--ca-file", "--audit-log", "--jobs", "-j", "--dst-keystore",
-	"--dst-passfile", "--dst-extpass", "--dst-profile", "--dst-region", "--dst-ca-file",
-	"--dst-audit-log", "--src-keystore", "--src-passfile", "--src-extpass",
-	"--src-profile", "--src-region", "--src-ca-file", "--cipher", NULL
+	"--keystore", "--passfile", "--extpass", "--audit-log", "--key", "--key-service",
+	"--profile", "--region", "--ca-file", "--dst-profile", "--dst-region", "--dst-ca-file",
+	"--dst-audit-log", "--jobs", NULL
 };
 
 static int takes_value(const char *arg)

@@ -272,7 +272,8 @@ def test_volume_filled_snapshot_under_another_key(kmsfs, loops):
     fsck_clean(kmsfs, image)
 
     dst = os.path.join(vol.root, "snapshot-b")
-    r = volume_cmd(kmsfs, "snapshot", image, dst, "--key", key_b, *kmsfs.store_args(), "--verify",
+    # snapshot copy's options on either side of IMAGE DST, passed through
+    r = volume_cmd(kmsfs, "snapshot", "--key", key_b, image, dst, *kmsfs.store_args(), "--verify",
                    timeout=600)
     assert "disks/data.img" in r.out and "volume attach" in r.out, "snapshot printed no directions: %r" % r
     with open(os.path.join(dst, "kmsfs.conf")) as f:
