@@ -306,7 +306,7 @@ def test_volume_filled_snapshot_under_another_key(kmsfs, loops):
 def test_volume_refusals_and_list(kmsfs, loops):
     """Attach twice, detach while mounted, create outside kmsfs or over a file, format over a
     filesystem without --force, snapshot while attached: each refused with the reason; list
-    shows attached and (with DIR) detached volumes."""
+    shows attached and (with DIR) detached volumes; fstrim gives freed blocks back."""
     vol = kmsfs.new_volume("volume-refusals")
     vol.mount()
     image = vol.p("small.img")
@@ -335,6 +335,17 @@ def test_volume_refusals_and_list(kmsfs, loops):
     r = volume_cmd(kmsfs, "attach", image, check=False)
     assert r.rc != 0 and "already attached as %s" % dev in r.err, r
     assert len(loops_under(vol.root)) == 1
+
+    # Blocks ext4 frees and trims become holes in the image again.
+    kmsfs_it.write_file(os.path.join(ext, "scratch"), os.urandom(8 * MiB))
+    os.sync()
+    full = os.stat(vol.b("small.img")).st_blocks * 512
+    os.unlink(os.path.join(ext, "scratch"))
+    os.sync()  # ext4 trims only blocks whose freeing is committed
+    sh(tool("fstrim"), ext)
+    os.sync()
+    trimmed = os.stat(vol.b("small.img")).st_blocks * 512
+    assert full - trimmed >= 7 * MiB, "fstrim freed %d bytes of the image's %d" % (full - trimmed, full)
 
     r = volume_cmd(kmsfs, "detach", dev, check=False)
     assert r.rc != 0 and ("mounted on %s" % ext) in r.err and "--umount" in r.err, r
