@@ -374,3 +374,26 @@ def test_volume_refusals_and_list(kmsfs, loops):
     for sub in ("create", "attach", "detach", "list", "snapshot"):
         r = volume_cmd(kmsfs, sub, "--help")
         assert r.out.startswith("usage: kmsfs volume"), r
+
+
+def test_volume_concurrent_attaches_get_distinct_devices(kmsfs, loops):
+    """Four attaches at once may be offered the same free loop device: each must end up on its
+    own device, backed by its own image (the loser of such a race asks for another one)."""
+    vol = kmsfs.new_volume("volume-race")
+    vol.mount()
+    images = [vol.p("race%d.img" % i) for i in range(4)]
+    for image in images:
+        volume_cmd(kmsfs, "create", image, "--size", "16M")
+    procs = [subprocess.Popen([kmsfs.bin, "volume", "attach", image], env=kmsfs.env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for image in images]
+    results = [p.communicate(timeout=60) + (p.returncode,) for p in procs]
+    for image, (out, err, rc) in zip(images, results):
+        assert rc == 0, "attach %s failed: %s" % (image, err)
+    devices = [out.strip() for out, _, _ in results]
+    assert len(set(devices)) == 4, "attaches shared a device: %r" % devices
+    attached = dict(loops_under(vol.root))
+    for image, dev in zip(images, devices):
+        assert attached.get(dev) == image, "%s is backed by %r, not %s" % (dev, attached.get(dev), image)
+    for dev in devices:
+        volume_cmd(kmsfs, "detach", dev)
+    assert not loops_under(vol.root)
