@@ -269,6 +269,26 @@ int kmsfs_keyring_unwrap(struct kmsfs_keyring *kr, const struct kmsfs_header *hd
 	return malformed(err, wrapped, wrapped_len);
 }
 
+/*
+ * The version-1 value for what a key-service call returned: status, the
+ * ARN it named (Encrypt names none; the volume's key_id is one, volume.c
+ * stores the ARN), the blob. Frees blob.
+ */
+static int finish_v1(enum kc_status status, const char *key_arn, const char *volume_key,
+		     uint8_t *blob, size_t blob_len, uint8_t *out, size_t *out_len,
+		     struct kc_error *err)
+{
+	int ret;
+
+	if (status != KC_OK)
+		ret = kfs_errno_for_status(status);
+	else if ((ret = kfs_dek_encode_v1(key_arn[0] ? key_arn : volume_key, blob, blob_len,
+					  out, out_len)) < 0)
+		failed(err, KC_INTERNAL, "wrapped data key too large for user.kmsfs.dek");
+	free(blob);
+	return ret;
+}
+
 static int wrap_v1(struct kmsfs_keyring *kr, const struct kmsfs_header *hdr, const char *path,
 		   uint8_t *dek, int fresh, uint8_t *out, size_t *out_len, struct kc_error *err)
 {
@@ -277,7 +297,6 @@ static int wrap_v1(struct kmsfs_keyring *kr, const struct kmsfs_header *hdr, con
 	uint8_t *blob = NULL;
 	size_t blob_len = 0;
 	enum kc_status status;
-	int ret;
 
 	kmsfs_file_id_hex(hdr, file_id);
 	kfs_dek_context(&ctx, kr->vol.id, file_id);
@@ -288,18 +307,7 @@ static int wrap_v1(struct kmsfs_keyring *kr, const struct kmsfs_header *hdr, con
 	else
 		status = keyclient_encrypt_file(kr->kc, kr->vol.key_id, dek, KMSFS_DEK_LEN, &ctx,
 				&kr->caller, path, &blob, &blob_len, err);
-	if (status != KC_OK) {
-		ret = kfs_errno_for_status(status);
-		goto out;
-	}
-	/* Encrypt names no ARN; the volume's key_id is one (volume.c stores the ARN). */
-	ret = kfs_dek_encode_v1(key_arn[0] ? key_arn : kr->vol.key_id, blob, blob_len, out,
-				out_len);
-	if (ret < 0)
-		failed(err, KC_INTERNAL, "wrapped data key too large for user.kmsfs.dek");
-out:
-	free(blob);
-	return ret;
+	return finish_v1(status, key_arn, kr->vol.key_id, blob, blob_len, out, out_len, err);
 }
 
 static int wrap_v2(struct kmsfs_keyring *kr, const struct kmsfs_header *hdr, const char *path,
@@ -352,7 +360,6 @@ static int rewrap_v1(struct kmsfs_keyring *src, struct kmsfs_keyring *dst,
 	uint8_t *blob = NULL;
 	size_t blob_len = 0;
 	enum kc_status status;
-	int ret;
 
 	kmsfs_file_id_hex(hdr, file_id);
 	kfs_dek_context(&src_ctx, src->vol.id, file_id);
@@ -360,17 +367,7 @@ static int rewrap_v1(struct kmsfs_keyring *src, struct kmsfs_keyring *dst,
 	status = keyclient_re_encrypt_file(dst->kc, f->blob, f->blob_len, &src_ctx,
 			dst->vol.key_id, &dst_ctx, &dst->caller, path, &blob, &blob_len, key_arn,
 			err);
-	if (status != KC_OK) {
-		ret = kfs_errno_for_status(status);
-		goto out;
-	}
-	ret = kfs_dek_encode_v1(key_arn[0] ? key_arn : dst->vol.key_id, blob, blob_len, out,
-				out_len);
-	if (ret < 0)
-		failed(err, KC_INTERNAL, "wrapped data key too large for user.kmsfs.dek");
-out:
-	free(blob);
-	return ret;
+	return finish_v1(status, key_arn, dst->vol.key_id, blob, blob_len, out, out_len, err);
 }
 
 /* Lock held. f's bucket key blob ReEncrypted to dst's key, once per blob. */
