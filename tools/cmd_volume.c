@@ -53,7 +53,7 @@ static const char usage[] =
 	"       kmsfs volume detach IMAGE|/dev/loopN [--umount]\n"
 	"       kmsfs volume list [DIR]\n"
 	"       kmsfs volume snapshot IMAGE DST_CIPHERDIR [--key KEY] [--key-service URL]\n"
-	"                             [--reencrypt] [--verify] [other kmsfs snapshot copy options]\n"
+	"                             [--reencrypt] [--verify] [other snapshot copy options]\n"
 	"\n"
 	"EBS-like block volumes: a volume is a sparse disk image in a mounted kmsfs\n"
 	"filesystem, attached as a loop device; every block is encrypted by kmsfs.\n"
@@ -146,8 +146,10 @@ static int run(char *const argv[], char *capture, size_t len)
 	ssize_t n;
 	pid_t pid;
 
-	if (capture && pipe2(pipe_fd, O_CLOEXEC) != 0)
-		return cli_error("%s: cannot make a pipe: %s", argv[0], strerror(errno)), -1;
+	if (capture && pipe2(pipe_fd, O_CLOEXEC) != 0) {
+		cli_error("%s: cannot make a pipe: %s", argv[0], strerror(errno));
+		return -1;
+	}
 	pid = fork();
 	if (pid < 0) {
 		cli_error("%s: cannot start: %s", argv[0], strerror(errno));
@@ -176,9 +178,12 @@ static int run(char *const argv[], char *capture, size_t len)
 		capture[used] = '\0';
 		close(pipe_fd[0]);
 	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return cli_error("%s: lost track of it: %s", argv[0], strerror(errno)), -1;
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			cli_error("%s: lost track of it: %s", argv[0], strerror(errno));
+			return -1;
+		}
+	}
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);
@@ -263,8 +268,10 @@ static int each_mount(mount_visit visit, void *arg)
 	FILE *file;
 	int ret = -1;
 
-	if (!m)
-		return cli_error("reading /proc/self/mountinfo: out of memory"), -1;
+	if (!m) {
+		cli_error("reading /proc/self/mountinfo: out of memory");
+		return -1;
+	}
 	file = fopen("/proc/self/mountinfo", "re");
 	if (!file) {
 		cli_error("/proc/self/mountinfo: cannot read: %s", strerror(errno));
@@ -345,8 +352,10 @@ static int device_mountpoint(const struct loopdev *d, char mountpoint[PATH_MAX])
 	struct device_search *s = calloc(1, sizeof(*s));
 	int ret = -1;
 
-	if (!s)
-		return cli_error("out of memory"), -1;
+	if (!s) {
+		cli_error("listing mounts: out of memory");
+		return -1;
+	}
 	s->number = (unsigned)d->number;
 	snprintf(s->path, sizeof(s->path), "%s", d->path);
 	if (each_mount(visit_device, s) == 0) {
@@ -385,11 +394,13 @@ static int locate(const char *cmd, const char *image, int must_exist, struct pla
 	} else {
 		snprintf(copy, sizeof(copy), "%s", image);
 		base = basename(copy);
-		if (!*base || !strcmp(base, ".") || !strcmp(base, "..") || image[strlen(image) - 1] == '/')
+		if (!*base || !strcmp(base, ".") || !strcmp(base, "..") ||
+		    image[strlen(image) - 1] == '/')
 			return cli_error("volume %s: %s: not a file name", cmd, image);
 		snprintf(copy, sizeof(copy), "%s", image);
 		if (!realpath(dirname(copy), dir))
-			return cli_error("volume %s: %s: directory: %s", cmd, image, strerror(errno));
+			return cli_error("volume %s: %s: directory: %s", cmd, image,
+					 strerror(errno));
 		snprintf(copy, sizeof(copy), "%s", image);
 		n = snprintf(p->path, sizeof(p->path), "%s/%s", strcmp(dir, "/") ? dir : "",
 			     basename(copy));
@@ -451,9 +462,11 @@ static int probe(const char *dev, char what[64], char type[64])
 	what[0] = type[0] = '\0';
 	if (status == 2)
 		return 0;                  /* nothing found */
-	if (status != 0)
-		return cli_error("%s: blkid -p failed (exit status %d); cannot tell whether it "
-				 "holds a filesystem", dev, status), -1;
+	if (status != 0) {
+		cli_error("%s: blkid -p failed (exit status %d); cannot tell whether it holds a "
+			  "filesystem", dev, status);
+		return -1;
+	}
 	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		if (!strncmp(line, "TYPE=", 5) || (!type[0] && !strncmp(line, "PTTYPE=", 7))) {
 			snprintf(what, 64, "%s", line[0] == 'T' ? "filesystem" : "partition table");
@@ -494,8 +507,8 @@ static int format_device(const char *cmd, const char *dev, const char *image, co
 	args[n] = NULL;
 	status = run(args, NULL, 0);
 	if (status != 0)
-		return cli_error("volume %s: %s: %s %s failed (exit status %d)", cmd, image, program,
-				 dev, status);
+		return cli_error("volume %s: %s: %s %s failed (exit status %d)", cmd, image,
+				 program, dev, status);
 	return 0;
 }
 
@@ -530,8 +543,9 @@ static int make_image(const struct place *p, unsigned long long size)
 	fd = open(p->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		if (errno == EEXIST)
-			return cli_error("volume create: %s: already exists (create makes a new image; "
-					 "attach an existing one with kmsfs volume attach)", p->path);
+			return cli_error("volume create: %s: already exists (create makes a new "
+					 "image; attach an existing one with kmsfs volume attach)",
+					 p->path);
 		return cli_error("volume create: %s: cannot create: %s", p->path, strerror(errno));
 	}
 	snprintf(tag, sizeof(tag), "%llu", size);
@@ -651,8 +665,8 @@ static int attach(const struct place *p, const struct attach_opts *o)
 	case -1:
 		return 1;
 	case 1:
-		return cli_error("volume attach: %s: already attached as %s (detach it first: kmsfs "
-				 "volume detach %s)", p->path, existing.path, existing.path);
+		return cli_error("volume attach: %s: already attached as %s (detach it first: "
+				 "kmsfs volume detach %s)", p->path, existing.path, existing.path);
 	}
 	if (loopdev_attach(p->path, o->read_only, dev, sizeof(dev), err) != 0)
 		return cli_error("volume attach: %s", err);
@@ -775,9 +789,11 @@ static int unmount_all(const struct loopdev *d)
 		if (mounted <= 0)
 			return mounted < 0;
 		if (umount2(mountpoint, 0) != 0)
-			return cli_error("volume detach: %s: cannot unmount %s: %s%s", d->path, mountpoint,
-					 strerror(errno), errno == EBUSY ? " (files open there?)" : "");
-		fprintf(stderr, "kmsfs: volume detach: unmounted %s from %s\n", d->path, mountpoint);
+			return cli_error("volume detach: %s: cannot unmount %s: %s%s", d->path,
+					 mountpoint, strerror(errno),
+					 errno == EBUSY ? " (files open there?)" : "");
+		fprintf(stderr, "kmsfs: volume detach: unmounted %s from %s\n", d->path,
+			mountpoint);
 	}
 	return cli_error("volume detach: %s: still mounted after %d unmounts", d->path, UMOUNT_MAX);
 }
@@ -790,19 +806,18 @@ static int detach(const struct loopdev *d, int umount_too)
 	mounted = device_mountpoint(d, mountpoint);
 	if (mounted < 0)
 		return 1;
+	if (holder_of(d, holder))
+		return cli_error("volume detach: %s (%s): in use by %s (remove that first)",
+				 d->path, d->backing, holder);
 	if (mounted && !umount_too)
 		return cli_error("volume detach: %s (%s): mounted on %s; unmount it first, or use "
 				 "--umount", d->path, d->backing, mountpoint);
 	if (mounted && unmount_all(d) != 0)
 		return 1;
-	if (holder_of(d, holder))
-		return cli_error("volume detach: %s (%s): in use by %s (remove that first)", d->path,
-				 d->backing, holder);
 	if (loopdev_detach(d->path, &deferred, err) != 0)
 		return cli_error("volume detach: %s", err);
-	printf("detached %s (%s)%s\n", d->path, d->backing,
-	       deferred ? "; it is still open elsewhere, so the kernel releases it at the last close"
-			: "");
+	printf("detached %s (%s)%s\n", d->path, d->backing, deferred ?
+	       "; it is still open elsewhere, so the kernel releases it at the last close" : "");
 	return 0;
 }
 
@@ -920,9 +935,11 @@ static int list_detached(const char *dir, struct loopdev *list, size_t count)
 		return cli_error("volume list: %s: %s", dir, strerror(errno));
 	while ((entry = readdir(d))) {
 		n = snprintf(path, sizeof(path), "%s/%s", dir, entry->d_name);
-		if (n < 0 || (size_t)n >= sizeof(path) || lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+		if (n < 0 || (size_t)n >= sizeof(path) || lstat(path, &st) != 0 ||
+		    !S_ISREG(st.st_mode))
 			continue;
-		if (getxattr(path, VOLUME_XATTR, tag, sizeof(tag)) < 0 || is_attached(list, count, &st))
+		if (getxattr(path, VOLUME_XATTR, tag, sizeof(tag)) < 0 ||
+		    is_attached(list, count, &st))
 			continue;
 		print_row("-", path, (unsigned long long)st.st_size, &st, "-");
 	}
@@ -1014,12 +1031,15 @@ static int split_snapshot_args(int argc, char **argv, struct snapshot_args *a)
 		} else if (!a->dst) {
 			a->dst = arg;
 		} else {
-			return cli_error("volume snapshot: unexpected argument \"%s\" (an option "
-					 "with a value? write it as --option=VALUE)", arg), 2;
+			cli_error("volume snapshot: unexpected argument \"%s\" (an option with a "
+				  "value? write it as --option=VALUE)", arg);
+			return 2;
 		}
 	}
-	if (!a->image || !a->dst)
-		return cli_error("volume snapshot: needs IMAGE and DST_CIPHERDIR"), 2;
+	if (!a->image || !a->dst) {
+		cli_error("volume snapshot: needs IMAGE and DST_CIPHERDIR");
+		return 2;
+	}
 	return 0;
 }
 
@@ -1060,7 +1080,7 @@ static int run_copy(const struct place *p, const struct snapshot_args *a)
 
 static int snapshot(const struct place *p, const struct snapshot_args *a)
 {
-	char conf[PATH_MAX + 16];
+	char conf[PATH_MAX + 16], dst[PATH_MAX];
 	struct loopdev d;
 	int ret;
 
@@ -1068,9 +1088,9 @@ static int snapshot(const struct place *p, const struct snapshot_args *a)
 	case -1:
 		return 1;
 	case 1:
-		return cli_error("volume snapshot: %s: attached as %s; detach it first (kmsfs volume "
-				 "detach %s) so the copy is of a cleanly unmounted filesystem",
-				 p->path, d.path, d.path);
+		return cli_error("volume snapshot: %s: attached as %s; detach it first (kmsfs "
+				 "volume detach %s) so the copy is of a cleanly unmounted "
+				 "filesystem", p->path, d.path, d.path);
 	}
 	snprintf(conf, sizeof(conf), "%s/kmsfs.conf", p->mount.source);
 	if (access(conf, F_OK) != 0)
@@ -1081,13 +1101,16 @@ static int snapshot(const struct place *p, const struct snapshot_args *a)
 		return 1;
 	ret = run_copy(p, a);
 	if (ret != 0) {
-		cli_error("volume snapshot: %s: the copy to %s failed (see above)", p->path, a->dst);
+		cli_error("volume snapshot: %s: the copy to %s failed (see above)", p->path,
+			  a->dst);
 		return ret;
 	}
+	if (!realpath(a->dst, dst))
+		snprintf(dst, sizeof(dst), "%s", a->dst);
 	printf("volume snapshot: %s is in %s as %s\nUse it with:\n"
 	       "  kmsfs mount %s MOUNTPOINT\n"
 	       "  kmsfs volume attach MOUNTPOINT/%s [--mount DIR]\n",
-	       p->path, a->dst, p->rel, a->dst, p->rel);
+	       p->path, dst, p->rel, dst, p->rel);
 	return 0;
 }
 
