@@ -350,24 +350,14 @@ int kfs_bucket_wrap(const struct kmsfs_header *hdr, const char *path,
 	struct bucket_query q = { .principal = caller->principal, .for_create = 1 };
 	struct bucket_fetch f = { .caller = caller, .path = path };
 	struct bucket_entry *bk = NULL;
-	struct kfs_dek_seal seal;
-	struct kfs_dek_fields fields = { 0 };
 	int ret;
 
 	ret = bucket_get(&q, &f, &bk);
 	if (ret < 0)
 		return ret;
 	kmsfs_random(dek, KMSFS_DEK_LEN);
-	ret = kfs_dek_bucket_seal(bk->key, kfs->vol.id, hdr, dek, &seal);
-	if (ret < 0)
-		goto out;
-	memcpy(fields.key_arn, bk->key_arn, KC_ARN_MAX);
-	fields.blob = bk->blob;
-	fields.blob_len = bk->blob_len;
-	fields.nonce = seal.nonce;
-	fields.sealed = seal.sealed;
-	fields.tag = seal.tag;
-	ret = kfs_dek_encode_v2(&fields, out->value, &out->len);
+	ret = kfs_dek_bucket_seal(bk->key, bk->key_arn, bk->blob, bk->blob_len, kfs->vol.id, hdr,
+				  dek, out->value, &out->len);
 	if (ret < 0)
 		goto out;
 	out->authorized_at = bk->obtained_at;

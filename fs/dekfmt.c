@@ -119,19 +119,26 @@ static void bucket_aad(const char *volume_id, const struct kmsfs_header *hdr,
 	memcpy(aad + label_len + KFS_VOLUME_ID_LEN, hdr->file_id, KMSFS_FILE_ID_LEN);
 }
 
-int kfs_dek_bucket_seal(const uint8_t *bucket_key, const char *volume_id,
-			const struct kmsfs_header *hdr, const uint8_t *dek,
-			struct kfs_dek_seal *out)
+int kfs_dek_bucket_seal(const uint8_t *bucket_key, const char *key_arn, const uint8_t *blob,
+			size_t blob_len, const char *volume_id, const struct kmsfs_header *hdr,
+			const uint8_t *dek, uint8_t *out, size_t *out_len)
 {
-	uint8_t aad[KFS_BUCKET_AAD_LEN];
+	uint8_t aad[KFS_BUCKET_AAD_LEN], nonce[KFS_BUCKET_NONCE_LEN];
+	uint8_t sealed[KMSFS_DEK_LEN], tag[KMSFS_TAG_LEN];
+	struct kfs_dek_fields f = { .blob = blob, .blob_len = blob_len, .nonce = nonce,
+				    .sealed = sealed, .tag = tag };
+	int ret;
 
-	if (strlen(volume_id) != KFS_VOLUME_ID_LEN)
+	if (strlen(volume_id) != KFS_VOLUME_ID_LEN || strlen(key_arn) >= KC_ARN_MAX)
 		return -EINVAL;
-	kmsfs_random(out->nonce, sizeof(out->nonce));
+	memcpy(f.key_arn, key_arn, strlen(key_arn) + 1);
+	kmsfs_random(nonce, sizeof(nonce));
 	bucket_aad(volume_id, hdr, aad);
-	return kmsfs_aead_seal(KFS_BUCKET_CIPHER, bucket_key, KFS_BUCKET_KEY_LEN, out->nonce,
-			       sizeof(out->nonce), aad, sizeof(aad), dek, KMSFS_DEK_LEN,
-			       out->sealed, out->tag);
+	ret = kmsfs_aead_seal(KFS_BUCKET_CIPHER, bucket_key, KFS_BUCKET_KEY_LEN, nonce,
+			      sizeof(nonce), aad, sizeof(aad), dek, KMSFS_DEK_LEN, sealed, tag);
+	if (ret == 0)
+		ret = kfs_dek_encode_v2(&f, out, out_len);
+	return ret;
 }
 
 int kfs_dek_bucket_open(const uint8_t *bucket_key, const char *volume_id,

@@ -215,12 +215,6 @@ struct kfs_dek_fields {
 	size_t blob_len;
 	const uint8_t *nonce, *sealed, *tag;
 };
-/* A data key sealed under a bucket key. */
-struct kfs_dek_seal {
-	uint8_t nonce[KFS_BUCKET_NONCE_LEN];
-	uint8_t sealed[KMSFS_DEK_LEN];
-	uint8_t tag[KMSFS_TAG_LEN];
-};
 /* {"kmsfs:volume": id[, "kmsfs:file": fid]}: file_id_hex NULL for a bucket key's context. */
 void kfs_dek_context(struct kc_context *ctx, const char *volume_id, const char *file_id_hex);
 /* out holds KMSFS_DEK_XATTR_MAX bytes; -EINVAL when it would not fit. Decoders: -EIO. */
@@ -229,10 +223,14 @@ int kfs_dek_encode_v1(const char *key_arn, const uint8_t *blob, size_t blob_len,
 int kfs_dek_decode_v1(const uint8_t *value, size_t len, struct kfs_dek_fields *f);
 int kfs_dek_encode_v2(const struct kfs_dek_fields *f, uint8_t *out, size_t *out_len);
 int kfs_dek_decode_v2(const uint8_t *value, size_t len, struct kfs_dek_fields *f);
-/* Seal/open a data key under a bucket key, bound to volume and file (AAD). 0 or -errno. */
-int kfs_dek_bucket_seal(const uint8_t *bucket_key, const char *volume_id,
-			const struct kmsfs_header *hdr, const uint8_t *dek,
-			struct kfs_dek_seal *out);
+/*
+ * Seal a data key under a bucket key (whose blob and key ARN go into the
+ * value), bound to volume and file (AAD), into a version-2 value; open one.
+ * 0 or -errno.
+ */
+int kfs_dek_bucket_seal(const uint8_t *bucket_key, const char *key_arn, const uint8_t *blob,
+			size_t blob_len, const char *volume_id, const struct kmsfs_header *hdr,
+			const uint8_t *dek, uint8_t *out, size_t *out_len);
 int kfs_dek_bucket_open(const uint8_t *bucket_key, const char *volume_id,
 			const struct kmsfs_header *hdr, const struct kfs_dek_fields *f,
 			uint8_t *dek);

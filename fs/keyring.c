@@ -313,8 +313,6 @@ static int wrap_v1(struct kmsfs_keyring *kr, const struct kmsfs_header *hdr, con
 static int wrap_v2(struct kmsfs_keyring *kr, const struct kmsfs_header *hdr, const char *path,
 		   uint8_t *dek, int fresh, uint8_t *out, size_t *out_len, struct kc_error *err)
 {
-	struct kfs_dek_fields f = { 0 };
-	struct kfs_dek_seal seal;
 	struct ring_bucket *b;
 	int ret;
 
@@ -325,16 +323,9 @@ static int wrap_v2(struct kmsfs_keyring *kr, const struct kmsfs_header *hdr, con
 		return ret;
 	if (fresh)
 		kmsfs_random(dek, KMSFS_DEK_LEN);
-	if (kfs_dek_bucket_seal(b->key, kr->vol.id, hdr, dek, &seal) < 0)
+	if (kfs_dek_bucket_seal(b->key, b->key_arn, b->blob, b->blob_len, kr->vol.id, hdr, dek,
+				out, out_len) < 0)
 		return failed(err, KC_INTERNAL, "cannot seal the data key under the bucket key");
-	memcpy(f.key_arn, b->key_arn, KC_ARN_MAX);
-	f.blob = b->blob;
-	f.blob_len = b->blob_len;
-	f.nonce = seal.nonce;
-	f.sealed = seal.sealed;
-	f.tag = seal.tag;
-	if (kfs_dek_encode_v2(&f, out, out_len) < 0)
-		return failed(err, KC_INTERNAL, "wrapped data key too large for user.kmsfs.dek");
 	kfs_dek_audit_bucket(kr->kc->audit, fresh ? "GenerateDataKey" : "Encrypt", kr->vol.id,
 			     hdr, path, &kr->caller, b->key_arn, NULL);
 	return 0;
