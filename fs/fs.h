@@ -113,6 +113,20 @@ int kmsfs_keyring_wrap(struct kmsfs_keyring *kr, const struct kmsfs_header *hdr,
 		       uint8_t *out, size_t *out_len, struct kc_error *err);
 
 /*
+ * The same two as file keys (kmsfs_filekey_new), so the plaintext data key
+ * never leaves locked memory: the file's key from its value; a new file's
+ * key, with a fresh header (random file id, the volume's cipher) and its
+ * value in out. NULL on failure, with the errno in *error and err filled.
+ */
+struct kmsfs_filekey *kmsfs_keyring_filekey(struct kmsfs_keyring *kr,
+					    const struct kmsfs_header *hdr, const char *path,
+					    const uint8_t *wrapped, size_t wrapped_len,
+					    int *error, struct kc_error *err);
+struct kmsfs_filekey *kmsfs_keyring_new_filekey(struct kmsfs_keyring *kr, const char *path,
+						uint8_t *out, size_t *out_len, int *error,
+						struct kc_error *err);
+
+/*
  * The file's value in src's volume rewrapped for dst's volume and key,
  * the data key unchanged (contents stay valid as ciphertext). Without the
  * plaintext data key when possible: version 1 -> version 1 through

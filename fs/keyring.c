@@ -340,6 +340,56 @@ int kmsfs_keyring_wrap(struct kmsfs_keyring *kr, const struct kmsfs_header *hdr,
 	return wrap_v1(kr, hdr, path, dek, fresh, out, out_len, err);
 }
 
+/* dek (secure memory, wiped and freed here) as a file key for hdr, if ret says it is good. */
+static struct kmsfs_filekey *filekey_of(const struct kmsfs_header *hdr, uint8_t *dek, int ret,
+					int *error, struct kc_error *err)
+{
+	struct kmsfs_filekey *fk = NULL;
+
+	if (ret == 0 && !(fk = kmsfs_filekey_new(hdr, dek))) {
+		failed(err, KC_INTERNAL, "out of secure memory for a data key");
+		ret = -ENOMEM;
+	}
+	kmsfs_secure_free(dek);
+	*error = ret;
+	return fk;
+}
+
+struct kmsfs_filekey *kmsfs_keyring_filekey(struct kmsfs_keyring *kr,
+					    const struct kmsfs_header *hdr, const char *path,
+					    const uint8_t *wrapped, size_t wrapped_len,
+					    int *error, struct kc_error *err)
+{
+	uint8_t *dek = kmsfs_secure_alloc(KMSFS_DEK_LEN);
+	int ret;
+
+	if (!dek) {
+		failed(err, KC_INTERNAL, "out of secure memory for a data key");
+		*error = -ENOMEM;
+		return NULL;
+	}
+	ret = kmsfs_keyring_unwrap(kr, hdr, path, wrapped, wrapped_len, dek, err);
+	return filekey_of(hdr, dek, ret, error, err);
+}
+
+struct kmsfs_filekey *kmsfs_keyring_new_filekey(struct kmsfs_keyring *kr, const char *path,
+						uint8_t *out, size_t *out_len, int *error,
+						struct kc_error *err)
+{
+	uint8_t *dek = kmsfs_secure_alloc(KMSFS_DEK_LEN);
+	struct kmsfs_header hdr;
+	int ret;
+
+	if (!dek) {
+		failed(err, KC_INTERNAL, "out of secure memory for a data key");
+		*error = -ENOMEM;
+		return NULL;
+	}
+	kmsfs_header_new(&hdr, kr->vol.cipher);
+	ret = kmsfs_keyring_wrap(kr, &hdr, path, dek, 1, out, out_len, err);
+	return filekey_of(&hdr, dek, ret, error, err);
+}
+
 /* Version 1 to version 1 in one key service: ReEncrypt, new volume id in the new context. */
 static int rewrap_v1(struct kmsfs_keyring *src, struct kmsfs_keyring *dst,
 		     const struct kmsfs_header *hdr, const char *path,

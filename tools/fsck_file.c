@@ -396,10 +396,10 @@ static ssize_t read_dek_value(struct check *c, uint8_t *value)
  */
 static int open_key(struct check *c)
 {
-	uint8_t *value = malloc(KMSFS_DEK_XATTR_MAX), *dek = NULL;
+	uint8_t *value = malloc(KMSFS_DEK_XATTR_MAX);
 	struct kc_error err = { 0 };
 	ssize_t len;
-	int ret = -1;
+	int ret = -1, error;
 
 	if (!value) {
 		cannot_check(c, "DataKeyNotChecked", KC_INTERNAL, "out of memory");
@@ -408,20 +408,15 @@ static int open_key(struct check *c)
 	len = read_dek_value(c, value);
 	if (len < 0 || !c->f->kr)
 		goto out;
-	dek = kmsfs_secure_alloc(KMSFS_DEK_LEN);
-	if (!dek) {
+	c->fk = kmsfs_keyring_filekey(c->f->kr, &c->hdr, c->file->path, value, (size_t)len,
+				      &error, &err);
+	if (c->fk) {
+		ret = 0;
+		goto out;
+	}
+	if (error == -ENOMEM)
 		cannot_check(c, "DataKeyNotChecked", KC_INTERNAL, "out of secure memory");
-		goto out;
-	}
-	if (kmsfs_keyring_unwrap(c->f->kr, &c->hdr, c->file->path, value, (size_t)len, dek,
-				 &err) == 0) {
-		c->fk = kmsfs_filekey_new(&c->hdr, dek);
-		if (!c->fk)
-			cannot_check(c, "DataKeyNotChecked", KC_INTERNAL, "out of secure memory");
-		ret = c->fk ? 0 : -1;
-		goto out;
-	}
-	if (err.status == KC_INVALID_CIPHERTEXT || err.status == KC_INCORRECT_KEY)
+	else if (err.status == KC_INVALID_CIPHERTEXT || err.status == KC_INCORRECT_KEY)
 		not_bound(c, value, (size_t)len, &err);
 	else if (err.status == KC_VALIDATION)
 		problem(c, "MalformedDataKey", -1, err.status, 0, "user.kmsfs.dek is malformed: %s",
@@ -435,7 +430,6 @@ static int open_key(struct check *c)
 		__atomic_store_n(&c->f->abort, 1, __ATOMIC_RELAXED);
 	}
 out:
-	kmsfs_secure_free(dek);
 	free(value);
 	return ret;
 }

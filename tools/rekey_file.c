@@ -173,44 +173,29 @@ out:
 static struct kmsfs_filekey *unwrap_old(struct rekey *rk, const char *path,
 					const struct kmsfs_header *hdr, const struct dek_value *v)
 {
-	uint8_t *dek = kmsfs_secure_alloc(KMSFS_DEK_LEN);
-	struct kmsfs_filekey *fk = NULL;
 	struct kc_error err = { 0 };
+	struct kmsfs_filekey *fk;
 	int ret;
 
-	if (!dek) {
-		rekey_report(rk, path, "out of secure memory");
-		return NULL;
-	}
-	ret = kmsfs_keyring_unwrap(rk->old_kr, hdr, path, v->bytes, v->len, dek, &err);
-	if (ret < 0)
+	fk = kmsfs_keyring_filekey(rk->old_kr, hdr, path, v->bytes, v->len, &ret, &err);
+	if (!fk)
 		key_failure(rk, path, "data key unwrap failed", ret, &err);
-	else if (!(fk = kmsfs_filekey_new(hdr, dek)))
-		rekey_report(rk, path, "out of secure memory");
-	kmsfs_secure_free(dek);
 	return fk;
 }
 
-/* A fresh data key under the new key for a new header: its xattr value in out. */
+/* A fresh data key under the new key for a new header (into hdr): its xattr value in out. */
 static struct kmsfs_filekey *fresh_key(struct rekey *rk, const char *path,
 				       struct kmsfs_header *hdr, struct dek_value *out)
 {
-	uint8_t *dek = kmsfs_secure_alloc(KMSFS_DEK_LEN);
-	struct kmsfs_filekey *fk = NULL;
 	struct kc_error err = { 0 };
+	struct kmsfs_filekey *fk;
 	int ret;
 
-	if (!dek) {
-		rekey_report(rk, path, "out of secure memory");
-		return NULL;
-	}
-	kmsfs_header_new(hdr, rk->vol.cipher);
-	ret = kmsfs_keyring_wrap(rk->new_kr, hdr, path, dek, 1, out->bytes, &out->len, &err);
-	if (ret < 0)
+	fk = kmsfs_keyring_new_filekey(rk->new_kr, path, out->bytes, &out->len, &ret, &err);
+	if (!fk)
 		key_failure(rk, path, "new data key refused", ret, &err);
-	else if (!(fk = kmsfs_filekey_new(hdr, dek)))
-		rekey_report(rk, path, "out of secure memory");
-	kmsfs_secure_free(dek);
+	else
+		*hdr = *kmsfs_filekey_header(fk);
 	return fk;
 }
 

@@ -197,21 +197,13 @@ static struct kmsfs_filekey *source_filekey(struct kmsfs_keyring *kr, const char
 					    const uint8_t *wrapped, size_t wrapped_len,
 					    char *why, size_t why_len)
 {
-	uint8_t *dek = kmsfs_secure_alloc(KMSFS_DEK_LEN);
-	struct kmsfs_filekey *fk = NULL;
 	struct kc_error err = { 0 };
+	struct kmsfs_filekey *fk;
 	int ret;
 
-	if (!dek) {
-		snprintf(why, why_len, "out of locked memory for its data key");
-		return NULL;
-	}
-	ret = kmsfs_keyring_unwrap(kr, hdr, rel, wrapped, wrapped_len, dek, &err);
-	if (ret < 0)
+	fk = kmsfs_keyring_filekey(kr, hdr, rel, wrapped, wrapped_len, &ret, &err);
+	if (!fk)
 		key_error(why, why_len, "cannot unwrap its data key", ret, &err);
-	else if (!(fk = kmsfs_filekey_new(hdr, dek)))
-		snprintf(why, why_len, "out of locked memory for its data key");
-	kmsfs_secure_free(dek);
 	return fk;
 }
 
@@ -220,23 +212,13 @@ static struct kmsfs_filekey *fresh_filekey(struct snap *s, const char *rel,
 					   uint8_t *out, size_t *out_len,
 					   char *why, size_t why_len)
 {
-	uint8_t *dek = kmsfs_secure_alloc(KMSFS_DEK_LEN);
-	struct kmsfs_filekey *fk = NULL;
-	struct kmsfs_header hdr;
 	struct kc_error err = { 0 };
+	struct kmsfs_filekey *fk;
 	int ret;
 
-	if (!dek) {
-		snprintf(why, why_len, "out of locked memory for a data key");
-		return NULL;
-	}
-	kmsfs_header_new(&hdr, s->dst_vol.cipher);
-	ret = kmsfs_keyring_wrap(s->dst_kr, &hdr, rel, dek, 1, out, out_len, &err);
-	if (ret < 0)
+	fk = kmsfs_keyring_new_filekey(s->dst_kr, rel, out, out_len, &ret, &err);
+	if (!fk)
 		key_error(why, why_len, "cannot make a new data key", ret, &err);
-	else if (!(fk = kmsfs_filekey_new(&hdr, dek)))
-		snprintf(why, why_len, "out of locked memory for a data key");
-	kmsfs_secure_free(dek);
 	return fk;
 }
 
