@@ -639,14 +639,18 @@ static enum kc_status choose_profile(const struct kc_aws_credentials_options *op
 	return KC_OK;
 }
 
-/* "A or B", each marked when it does not exist. */
+/*
+ * "A or B", each marked when it does not exist. Each path is cut at PATH_MAX
+ * bytes, so both always fit in out (2 * PATH_MAX + 64, gcc checks at -O2).
+ */
 static void describe_files(const struct lookup *lk, char *out, size_t out_len)
 {
 	const struct profile_file *creds = &lk->files[FILE_CREDENTIALS];
 	const struct profile_file *config = &lk->files[FILE_CONFIG];
 
-	snprintf(out, out_len, "%s%s or %s%s", creds->path, creds->exists ? "" : " (no such file)",
-			config->path, config->exists ? "" : " (no such file)");
+	snprintf(out, out_len, "%.*s%s or %.*s%s", PATH_MAX - 1, creds->path,
+			creds->exists ? "" : " (no such file)", PATH_MAX - 1, config->path,
+			config->exists ? "" : " (no such file)");
 }
 
 /* ---- putting it together ------------------------------------------------------------------------ */

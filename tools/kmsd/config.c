@@ -550,6 +550,8 @@ static int on_ini_value(void *arg, const char *section, const char *name, const 
 
 	if (st->err[0])
 		return 0;     /* report the first problem only */
+	if (!section || !name || !value)
+		return parse_fail(st, "malformed line");   /* inih never does this; say so if it does */
 	if (strcmp(section, st->last_section) != 0 && !begin_section(st, section))
 		return 0;
 	if (!strcmp(section, "kmsd"))
