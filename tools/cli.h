@@ -102,6 +102,25 @@ void cli_service_close(struct cli_service *s);
 int cli_service_open_volume(struct cli_service *s, const char *cipherdir,
 		struct kmsfs_volume *vol);
 
+/* ---- cli_mounts.c: what is mounted where (/proc/self/mountinfo) ---------------- */
+
+struct cli_mount {
+	unsigned int major, minor;    /* st_dev of what is mounted */
+	char root[PATH_MAX];          /* the mounted directory inside that filesystem */
+	char mountpoint[PATH_MAX];
+	char fstype[64];              /* "ext4", "fuse.kmsfs", ... */
+	char source[PATH_MAX];        /* for kmsfs: the cipher directory */
+};
+
+/* Calls visit for each mount, in mount order, until it returns non-zero. 0, or -1 with errno. */
+typedef int (*cli_mount_visit)(const struct cli_mount *m, void *arg);
+int cli_each_mount(cli_mount_visit visit, void *arg);
+/*
+ * Is the volume in cipherdir (absolute, symlinks resolved) mounted? 1 with
+ * its mount point in mountpoint, else 0 (also when mountinfo is unreadable).
+ */
+int cli_kmsfs_mounted_at(const char *cipherdir, char *mountpoint, size_t len);
+
 int cmd_snapshot(int argc, char **argv);
 int cmd_rekey(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);

@@ -269,47 +269,15 @@ static int check_config(struct fsck *f)
 
 /* ---- a live mount -------------------------------------------------------------------------- */
 
-/* mountinfo escapes space, tab, newline and backslash as \ooo. */
-static void unescape_mountinfo(char *s)
-{
-	char *out = s;
-
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 3;
-		} else {
-			*out++ = *s;
-		}
-	}
-	*out = '\0';
-}
-
 /* A file being written through a mount reads as damaged here: say so up front. */
 static void warn_if_mounted(const char *cipherdir)
 {
-	char real[PATH_MAX], line[3 * PATH_MAX], mnt[PATH_MAX], fstype[64], source[PATH_MAX];
-	FILE *fp;
+	char real[PATH_MAX], mnt[PATH_MAX];
 
-	if (!realpath(cipherdir, real) || !(fp = fopen("/proc/self/mountinfo", "re")))
-		return;
-	while (fgets(line, sizeof(line), fp)) {
-		char *sep = strstr(line, " - ");
-
-		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
-		    sscanf(sep + 3, "%63s %4095s", fstype, source) != 2)
-			continue;
-		unescape_mountinfo(source);
-		unescape_mountinfo(mnt);
-		if (!strcmp(fstype, "fuse.kmsfs") && !strcmp(source, real)) {
-			fprintf(stderr, "kmsfs: fsck: warning: %s is mounted at %s: files written "
-				"meanwhile may show as damaged; unmount it for a reliable check\n",
-				cipherdir, mnt);
-			break;
-		}
-	}
-	fclose(fp);
+	if (realpath(cipherdir, real) && cli_kmsfs_mounted_at(real, mnt, sizeof(mnt)))
+		fprintf(stderr, "kmsfs: fsck: warning: %s is mounted at %s: files written "
+			"meanwhile may show as damaged; unmount it for a reliable check\n",
+			cipherdir, mnt);
 }
 
 /* ---- the run ------------------------------------------------------------------------------- */

@@ -125,61 +125,7 @@ static int parse_args(struct rekey_cli *c, int argc, char **argv)
 	return 0;
 }
 
-/* ---- is the volume mounted? ----------------------------------------------------------- */
-
-/* mountinfo writes space, tab, newline and backslash as \ooo. */
-static void unescape_octal(char *text)
-{
-	char *out = text;
-
-	for (char *in = text; *in; in++) {
-		if (in[0] == '\\' && in[1] >= '0' && in[1] <= '3' && in[2] >= '0' && in[2] <= '7' &&
-		    in[3] >= '0' && in[3] <= '7') {
-			*out++ = (char)((in[1] - '0') * 64 + (in[2] - '0') * 8 + (in[3] - '0'));
-			in += 3;
-		} else {
-			*out++ = *in;
-		}
-	}
-	*out = '\0';
-}
-
-/* A fuse.kmsfs mount whose source (the mount's fsname) is cipherdir: where. */
-static int mounted_at(const char *cipherdir, char *mountpoint, size_t len)
-{
-	FILE *fp = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL;
-	size_t cap = 0;
-	int found = 0;
-
-	if (!fp)
-		return 0;
-	while (!found && getline(&line, &cap, fp) > 0) {
-		char *sep = strstr(line, " - "), *save = NULL, *field, *where = NULL;
-		char *fstype, *source;
-
-		if (!sep)
-			continue;
-		*sep = '\0';
-		field = strtok_r(line, " ", &save);
-		for (int i = 1; field && i <= 4; i++)
-			where = field = strtok_r(NULL, " ", &save);
-		save = NULL;
-		fstype = strtok_r(sep + 3, " \n", &save);
-		source = strtok_r(NULL, " \n", &save);
-		if (!where || !fstype || !source || strcmp(fstype, "fuse.kmsfs"))
-			continue;
-		unescape_octal(source);
-		if (strcmp(source, cipherdir))
-			continue;
-		unescape_octal(where);
-		snprintf(mountpoint, len, "%s", where);
-		found = 1;
-	}
-	free(line);
-	fclose(fp);
-	return found;
-}
+/* ---- what else is using the volume ------------------------------------------------------ */
 
 static int snapshot_unfinished(const char *cipherdir)
 {
@@ -440,7 +386,7 @@ static int run(struct rekey *rk, struct rekey_cli *c)
 	int ret;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	if (mounted_at(c->cipherdir, mountpoint, sizeof(mountpoint)))
+	if (cli_kmsfs_mounted_at(c->cipherdir, mountpoint, sizeof(mountpoint)))
 		return cli_error("rekey: %s: mounted at %s; unmount it first (kmsfs umount %s)",
 				 c->cipherdir, mountpoint, mountpoint);
 	if (snapshot_unfinished(c->cipherdir))

@@ -195,98 +195,7 @@ fail:
 	return -1;
 }
 
-/* ---- /proc/self/mountinfo ---------------------------------------------------------- */
-
-struct mount_entry {
-	unsigned int major, minor;    /* st_dev of what is mounted */
-	char root[PATH_MAX];          /* the mounted directory inside that filesystem */
-	char mountpoint[PATH_MAX];
-	char fstype[64];
-	char source[PATH_MAX];        /* for kmsfs: the cipher directory */
-};
-
-/* mountinfo writes space, tab, newline and backslash as \ooo. */
-static void unescape(char *text)
-{
-	char *out = text;
-
-	for (const char *in = text; *in; ) {
-		if (in[0] == '\\' && in[1] >= '0' && in[1] <= '3' && in[2] >= '0' && in[2] <= '7' &&
-		    in[3] >= '0' && in[3] <= '7') {
-			*out++ = (char)((in[1] - '0') * 64 + (in[2] - '0') * 8 + (in[3] - '0'));
-			in += 4;
-		} else {
-			*out++ = *in++;
-		}
-	}
-	*out = '\0';
-}
-
-static int copy_field(char *out, size_t len, const char *field)
-{
-	if (!field || strlen(field) >= len)
-		return -1;
-	memcpy(out, field, strlen(field) + 1);
-	unescape(out);
-	return 0;
-}
-
-/* "id parent major:minor root mountpoint options [optional...] - fstype source super" */
-static int parse_mount_line(char *line, struct mount_entry *m)
-{
-	char *fields[8] = { 0 }, *save = NULL, *word;
-	int count = 0, after_dash = 0;
-
-	for (word = strtok_r(line, " \n", &save); word; word = strtok_r(NULL, " \n", &save)) {
-		if (count < 5) {
-			fields[count++] = word;
-		} else if (!after_dash && strcmp(word, "-") == 0) {
-			after_dash = 1;
-			count = 5;
-		} else if (after_dash && count < 7) {
-			fields[count++] = word;
-		}
-	}
-	if (count < 7 || sscanf(fields[2], "%u:%u", &m->major, &m->minor) != 2)
-		return -1;
-	if (copy_field(m->root, sizeof(m->root), fields[3]) != 0 ||
-	    copy_field(m->mountpoint, sizeof(m->mountpoint), fields[4]) != 0 ||
-	    copy_field(m->fstype, sizeof(m->fstype), fields[5]) != 0 ||
-	    copy_field(m->source, sizeof(m->source), fields[6]) != 0)
-		return -1;
-	return 0;
-}
-
-/* Calls visit for each mount, in mount order, until it returns non-zero. */
-typedef int (*mount_visit)(const struct mount_entry *m, void *arg);
-
-static int each_mount(mount_visit visit, void *arg)
-{
-	struct mount_entry *m = malloc(sizeof(*m));
-	char *line = NULL;
-	size_t cap = 0;
-	FILE *file;
-	int ret = -1;
-
-	if (!m) {
-		cli_error("reading /proc/self/mountinfo: out of memory");
-		return -1;
-	}
-	file = fopen("/proc/self/mountinfo", "re");
-	if (!file) {
-		cli_error("/proc/self/mountinfo: cannot read: %s", strerror(errno));
-		goto out;
-	}
-	while (getline(&line, &cap, file) > 0)
-		if (parse_mount_line(line, m) == 0 && visit(m, arg))
-			break;
-	fclose(file);
-	ret = 0;
-out:
-	free(line);
-	free(m);
-	return ret;
-}
+/* ---- mounts (cli_mounts.c reads /proc/self/mountinfo) ------------------------------- */
 
 /* Is prefix the path itself or one of its parent directories? */
 static int path_under(const char *path, const char *prefix)
@@ -301,11 +210,11 @@ static int path_under(const char *path, const char *prefix)
 struct holder_search {
 	dev_t dev;
 	const char *path;
-	struct mount_entry *found;    /* the deepest mount of dev above path */
+	struct cli_mount *found;    /* the deepest mount of dev above path */
 	int matched;
 };
 
-static int visit_holder(const struct mount_entry *m, void *arg)
+static int visit_holder(const struct cli_mount *m, void *arg)
 {
 	struct holder_search *s = arg;
 
@@ -319,12 +228,14 @@ static int visit_holder(const struct mount_entry *m, void *arg)
 }
 
 /* The mount that path (resolved, st_dev dev) is reached through. 1 found, 0 not, -1 error. */
-static int mount_holding(dev_t dev, const char *path, struct mount_entry *out)
+static int mount_holding(dev_t dev, const char *path, struct cli_mount *out)
 {
 	struct holder_search s = { .dev = dev, .path = path, .found = out };
 
-	if (each_mount(visit_holder, &s) != 0)
+	if (cli_each_mount(visit_holder, &s) != 0) {
+		cli_error("/proc/self/mountinfo: cannot read: %s", strerror(errno));
 		return -1;
+	}
 	return s.matched;
 }
 
@@ -335,7 +246,7 @@ struct device_search {
 	int matched;
 };
 
-static int visit_device(const struct mount_entry *m, void *arg)
+static int visit_device(const struct cli_mount *m, void *arg)
 {
 	struct device_search *s = arg;
 
@@ -358,10 +269,12 @@ static int device_mountpoint(const struct loopdev *d, char mountpoint[PATH_MAX])
 	}
 	s->number = (unsigned)d->number;
 	snprintf(s->path, sizeof(s->path), "%s", d->path);
-	if (each_mount(visit_device, s) == 0) {
+	if (cli_each_mount(visit_device, s) == 0) {
 		ret = s->matched;
 		if (ret)
 			snprintf(mountpoint, PATH_MAX, "%s", s->mountpoint);
+	} else {
+		cli_error("/proc/self/mountinfo: cannot read: %s", strerror(errno));
 	}
 	free(s);
 	return ret;
@@ -373,7 +286,7 @@ static int device_mountpoint(const struct loopdev *d, char mountpoint[PATH_MAX])
 struct place {
 	char path[PATH_MAX];          /* absolute, symlinks resolved */
 	char rel[PATH_MAX];           /* its path inside the kmsfs volume */
-	struct mount_entry mount;
+	struct cli_mount mount;
 	struct stat st;               /* the image; for create, its directory */
 };
 
@@ -855,7 +768,7 @@ struct kmsfs_dev_search {
 	int is_kmsfs;
 };
 
-static int visit_kmsfs_dev(const struct mount_entry *m, void *arg)
+static int visit_kmsfs_dev(const struct cli_mount *m, void *arg)
 {
 	struct kmsfs_dev_search *s = arg;
 
@@ -877,7 +790,7 @@ static int on_kmsfs(const struct loopdev *d)
 		s.dev = st.st_dev;
 	else
 		return 0;
-	if (each_mount(visit_kmsfs_dev, &s) != 0)
+	if (cli_each_mount(visit_kmsfs_dev, &s) != 0)
 		return 0;
 	return s.is_kmsfs;
 }
