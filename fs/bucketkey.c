@@ -250,7 +250,7 @@ static int fetch(struct bucket_entry *e, const struct bucket_fetch *f)
 	if (status != KC_OK) {
 		syslog(LOG_NOTICE, "%s: bucket key %s refused: %s (%s)", f->path,
 		       e->for_create ? "generation" : "unwrap", err.message, err.type);
-		return kfs_errno_for_status(status);
+		return kmsfs_errno_for_status(status);
 	}
 	if (key_len != BUCKET_KEY_LEN)
 		return -EIO;

@@ -37,7 +37,7 @@
  * wrong ones), or a key that cannot be used are EACCES; anything else -
  * an unreachable service, a damaged blob - is EIO.
  */
-int kfs_errno_for_status(enum kc_status status)
+int kmsfs_errno_for_status(enum kc_status status)
 {
 	switch (status) {
 	case KC_OK:
@@ -112,7 +112,7 @@ static int wrap_v1(const struct kmsfs_header *hdr, const char *path,
 	if (status != KC_OK) {
 		syslog(LOG_NOTICE, "%s: data key generation refused: %s (%s)",
 		       path, err.message, err.type);
-		ret = kfs_errno_for_status(status);
+		ret = kmsfs_errno_for_status(status);
 		goto out;
 	}
 	ret = kfs_dek_encode_v1(key_arn[0] ? key_arn : kfs->vol.key_id, blob, blob_len,
@@ -149,7 +149,7 @@ static int unwrap_v1(const struct kmsfs_header *hdr, const char *path,
 	if (status != KC_OK) {
 		syslog(LOG_NOTICE, "%s: data key unwrap refused: %s (%s)",
 		       path, err.message, err.type);
-		return kfs_errno_for_status(status);
+		return kmsfs_errno_for_status(status);
 	}
 	return dek_len == KMSFS_DEK_LEN ? 0 : -EIO;
 }

@@ -43,16 +43,31 @@ int kmsfs_volume_create(const char *cipherdir, const char *key_id, enum kmsfs_ci
 			struct kmsfs_volume *out, char *errbuf, size_t errlen);
 
 /*
+ * What a key-service answer is to a user, as the mount answers it (S3-like):
+ * 0 for KC_OK; -EACCES when the key service refuses (not allowed, unsigned
+ * or badly signed, a disabled, missing or pending-deletion key); -EIO for
+ * anything else (unreachable, a damaged blob).
+ */
+int kmsfs_errno_for_status(enum kc_status status);
+
+/*
  * Parse and validate CIPHERDIR/kmsfs.conf WITHOUT authenticating it: only
  * to learn which key service to open (key_service, key_id); everything
  * else must come from kmsfs_volume_load with that service.
  */
 int kmsfs_volume_peek(const char *cipherdir, struct kmsfs_volume *out, char *errbuf,
 		      size_t errlen);
-/* Parse, validate strictly, and authenticate CIPHERDIR/kmsfs.conf. */
+/*
+ * Parse, validate strictly, and authenticate CIPHERDIR/kmsfs.conf. 0, or:
+ * -EINVAL unreadable, malformed or naming another key service; -EBADMSG
+ * modified (the MAC or its wrapped key does not verify); -EACCES the key
+ * service refuses the volume's key; -EIO it cannot be asked; -ENOMEM.
+ * errbuf says which, with the AWS error type where there is one; kc_err
+ * (may be NULL) gets the key service's own answer when it was asked.
+ */
 int kmsfs_volume_load(const char *cipherdir, struct keyclient *kc,
 		      const struct kc_caller *caller, struct kmsfs_volume *out,
-		      char *errbuf, size_t errlen);
+		      char *errbuf, size_t errlen, struct kc_error *kc_err);
 
 /*
  * Rewrite CIPHERDIR/kmsfs.conf for the same volume under new_key_id: a new

@@ -251,7 +251,6 @@ struct kfs_wrapped_dek {
 	size_t len;
 	time_t authorized_at;            /* grants for the file count from here */
 };
-int kfs_errno_for_status(enum kc_status status);
 int kfs_key_create(struct kfs_node *node, int fd, const char *path,
 		   const struct kc_caller *caller);
 int kfs_key_ensure(struct kfs_node *node, int fd, const char *path,

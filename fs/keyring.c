@@ -109,7 +109,7 @@ const struct kmsfs_volume *kmsfs_keyring_volume(const struct kmsfs_keyring *kr)
 static int failed(struct kc_error *err, enum kc_status status, const char *what)
 {
 	kc_fail(err, status, "%s", what);
-	return kfs_errno_for_status(status);
+	return kmsfs_errno_for_status(status);
 }
 
 static int malformed(struct kc_error *err, const uint8_t *wrapped, size_t len)
@@ -173,7 +173,7 @@ static int bucket_for_open(struct kmsfs_keyring *kr, const struct kfs_dek_fields
 		status = kc_fail(err, KC_INVALID_CIPHERTEXT, "bucket key has the wrong length");
 	if (status != KC_OK) {
 		bucket_free(b);
-		return kfs_errno_for_status(status);
+		return kmsfs_errno_for_status(status);
 	}
 	memcpy(b->blob_hash, hash, BLOB_HASH_LEN);
 	if (!b->key_arn[0])
@@ -203,7 +203,7 @@ static int bucket_for_create(struct kmsfs_keyring *kr, const char *path,
 			path, b->key, KFS_BUCKET_KEY_LEN, &b->blob, &b->blob_len, b->key_arn, err);
 	if (status != KC_OK) {
 		bucket_free(b);
-		return kfs_errno_for_status(status);
+		return kmsfs_errno_for_status(status);
 	}
 	if (!b->key_arn[0])
 		snprintf(b->key_arn, sizeof(b->key_arn), "%s", kr->vol.key_id);
@@ -226,7 +226,7 @@ static int unwrap_v1(struct kmsfs_keyring *kr, const struct kmsfs_header *hdr, c
 	status = keyclient_decrypt_file(kr->kc, f->key_arn, f->blob, f->blob_len, &ctx,
 			&kr->caller, path, dek, KMSFS_DEK_LEN, &dek_len, NULL, err);
 	if (status != KC_OK)
-		return kfs_errno_for_status(status);
+		return kmsfs_errno_for_status(status);
 	if (dek_len != KMSFS_DEK_LEN)
 		return failed(err, KC_INVALID_CIPHERTEXT, "data key has the wrong length");
 	return 0;
@@ -281,7 +281,7 @@ static int finish_v1(enum kc_status status, const char *key_arn, const char *vol
 	int ret;
 
 	if (status != KC_OK)
-		ret = kfs_errno_for_status(status);
+		ret = kmsfs_errno_for_status(status);
 	else if ((ret = kfs_dek_encode_v1(key_arn[0] ? key_arn : volume_key, blob, blob_len,
 					  out, out_len)) < 0)
 		failed(err, KC_INTERNAL, "wrapped data key too large for user.kmsfs.dek");
@@ -432,7 +432,7 @@ static int bucket_rewrapped(struct kmsfs_keyring *dst, const struct kfs_dek_fiel
 			&ctx, &dst->caller, path, &b->blob, &b->blob_len, b->key_arn, err);
 	if (status != KC_OK) {
 		bucket_free(b);
-		return kfs_errno_for_status(status);
+		return kmsfs_errno_for_status(status);
 	}
 	memcpy(b->blob_hash, hash, BLOB_HASH_LEN);
 	if (!b->key_arn[0])

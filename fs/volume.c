@@ -365,29 +365,39 @@ int kmsfs_volume_rekey(const char *cipherdir, const struct kmsfs_volume *vol,
 
 /* Unwrap the MAC key as the caller and check the MAC in constant time. */
 static int authenticate(struct conf_fields *c, const char *path, struct keyclient *kc,
-			const struct kc_caller *caller, char *errbuf, size_t errlen)
+			const struct kc_caller *caller, char *errbuf, size_t errlen,
+			struct kc_error *err)
 {
 	uint8_t blob[MAC_KEY_B64_MAX], mac[MAC_LEN], want[MAC_LEN];
 	size_t blob_len = 0, mac_len = 0, key_len = 0;
 	struct kc_context ctx;
-	struct kc_error err = { 0 };
 	uint8_t *mac_key = NULL;
-	int ret = -1;
+	enum kc_status status;
+	int ret = -EBADMSG;
 
 	if (sodium_base642bin(blob, sizeof(blob), c->mac_key_b64, strlen(c->mac_key_b64), NULL,
 			      &blob_len, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
 	    sodium_base642bin(mac, sizeof(mac), c->mac_b64, strlen(c->mac_b64), NULL,
 			      &mac_len, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
-	    mac_len != MAC_LEN)
-		return fail(errbuf, errlen, "%s: malformed mac or mac_key", path);
+	    mac_len != MAC_LEN) {
+		fail(errbuf, errlen, "%s: malformed mac or mac_key", path);
+		return -EBADMSG;
+	}
 	mac_key = kmsfs_secure_alloc(crypto_auth_hmacsha256_KEYBYTES);
-	if (!mac_key)
-		return fail(errbuf, errlen, "out of secure memory");
+	if (!mac_key) {
+		fail(errbuf, errlen, "out of secure memory");
+		return -ENOMEM;
+	}
 	mac_context(&ctx, c->vol.id);
-	if (keyclient_decrypt(kc, c->vol.key_id, blob, blob_len, &ctx, caller, mac_key,
-			      crypto_auth_hmacsha256_KEYBYTES, &key_len, NULL, &err) != KC_OK) {
+	status = keyclient_decrypt(kc, c->vol.key_id, blob, blob_len, &ctx, caller, mac_key,
+				   crypto_auth_hmacsha256_KEYBYTES, &key_len, NULL, err);
+	if (status != KC_OK) {
 		fail(errbuf, errlen, "%s: cannot unwrap the config key with key %s: %s (%s)",
-		     path, c->vol.key_id, err.message, err.type);
+		     path, c->vol.key_id, err->message, err->type);
+		/* A wrapped key the service calls damaged or not its own: the file was edited. */
+		if (status != KC_INVALID_CIPHERTEXT && status != KC_INCORRECT_KEY &&
+		    status != KC_VALIDATION)
+			ret = kmsfs_errno_for_status(status);
 		goto out;
 	}
 	if (key_len != crypto_auth_hmacsha256_KEYBYTES || compute_mac(c, mac_key, want) < 0 ||
@@ -435,18 +445,25 @@ int kmsfs_volume_peek(const char *cipherdir, struct kmsfs_volume *out, char *err
 
 int kmsfs_volume_load(const char *cipherdir, struct keyclient *kc,
 		      const struct kc_caller *caller, struct kmsfs_volume *out,
-		      char *errbuf, size_t errlen)
+		      char *errbuf, size_t errlen, struct kc_error *kc_err)
 {
 	char path[PATH_MAX];
 	struct conf_fields c = { 0 };
+	struct kc_error err = { 0 };
+	int ret;
 
 	if (parse_conf(cipherdir, &c, path, errbuf, errlen) < 0)
-		return -1;
-	if (strcmp(c.vol.key_service, keyclient_service(kc)) != 0)
-		return fail(errbuf, errlen, "%s: volume uses key service \"%s\", not \"%s\"",
-			    path, c.vol.key_service, keyclient_service(kc));
-	if (authenticate(&c, path, kc, caller, errbuf, errlen) < 0)
-		return -1;
+		return -EINVAL;
+	if (strcmp(c.vol.key_service, keyclient_service(kc)) != 0) {
+		fail(errbuf, errlen, "%s: volume uses key service \"%s\", not \"%s\"",
+		     path, c.vol.key_service, keyclient_service(kc));
+		return -EINVAL;
+	}
+	ret = authenticate(&c, path, kc, caller, errbuf, errlen, &err);
+	if (kc_err)
+		*kc_err = err;
+	if (ret < 0)
+		return ret;
 	*out = c.vol;
 	return 0;
 }

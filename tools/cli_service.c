@@ -85,7 +85,7 @@ int cli_service_open_volume(struct cli_service *s, const char *cipherdir,
 		return cli_error("%s", errbuf);
 	if (cli_service_open(s, peek.key_service, peek.key_id) != 0)
 		return 1;
-	if (kmsfs_volume_load(cipherdir, s->kc, &s->caller, vol, errbuf, sizeof(errbuf)) != 0)
+	if (kmsfs_volume_load(cipherdir, s->kc, &s->caller, vol, errbuf, sizeof(errbuf), NULL) != 0)
 		return cli_error("%s", errbuf);
 	return 0;
 }

@@ -128,18 +128,6 @@ static int parse_args(struct fsck *f, int argc, char **argv)
 
 /* ---- the config ---------------------------------------------------------------------------- */
 
-/* Where kmsfs_volume_load's message left the AWS error type: "... (TypeException)". */
-static enum kc_status load_error_status(const char *msg)
-{
-	const char *open = strrchr(msg, '('), *close = strrchr(msg, ')');
-	char type[64];
-
-	if (!open || !close || close < open || close[1] || (size_t)(close - open) > sizeof(type))
-		return KC_OK;
-	snprintf(type, sizeof(type), "%.*s", (int)(close - open - 1), open + 1);
-	return kc_status_from_type(type);
-}
-
 /* The message without the "CIPHERDIR/kmsfs.conf: " it starts with (the finding names the path). */
 static const char *without_path(const char *msg)
 {
@@ -188,29 +176,26 @@ static void check_config_mode(struct fsck *f)
 }
 
 /*
- * kmsfs_volume_load failed: a config that does not authenticate is a
- * finding (the files are still checked with the values it claims); a key
- * service that refuses leaves nothing to decrypt with; anything else (the
- * service unreachable) stops the check. 0 to go on, else an exit status.
+ * kmsfs_volume_load failed with error: a config that does not authenticate
+ * is a finding (the files are still checked with the values it claims); a
+ * key service that refuses leaves nothing to decrypt with; anything else
+ * (the service unreachable) stops the check. 0 to go on, -1 to go on
+ * without keys, else an exit status.
  */
-static int config_not_loaded(struct fsck *f, const char *errbuf)
+static int config_not_loaded(struct fsck *f, int error, const char *errbuf,
+			     const struct kc_error *kc_err)
 {
-	enum kc_status status = load_error_status(errbuf);
-	struct fsck_finding fd = { .path = KMSFS_CONF_NAME, .block = -1, .status = status };
+	struct fsck_finding fd = { .path = KMSFS_CONF_NAME, .block = -1,
+				   .status = kc_err->status };
 
-	if (strstr(errbuf, "authentication failed") || strstr(errbuf, "malformed mac") ||
-	    status == KC_INVALID_CIPHERTEXT || status == KC_INCORRECT_KEY ||
-	    status == KC_VALIDATION) {
+	if (error == -EBADMSG || error == -EINVAL) {
 		fd.event = "ConfigAuthenticationFailure";
 		fd.status = KC_INVALID_CIPHERTEXT;
 		fsck_report(f, &fd, "%s (files are checked with the values it claims)",
 			    without_path(errbuf));
 		return 0;
 	}
-	if (status == KC_ACCESS_DENIED || status == KC_DISABLED || status == KC_NOT_FOUND ||
-	    status == KC_INVALID_STATE || status == KC_MISSING_AUTH ||
-	    status == KC_UNRECOGNIZED_CLIENT || status == KC_INVALID_SIGNATURE ||
-	    status == KC_INCOMPLETE_SIGNATURE) {
+	if (error == -EACCES) {
 		fd.event = "ConfigNotChecked";
 		fsck_report(f, &fd, "cannot check: the key service refused the volume's key: %s; "
 			    "no data key or block can be checked (only headers and sizes)",
@@ -228,6 +213,7 @@ static int config_not_loaded(struct fsck *f, const char *errbuf)
  */
 static int check_config(struct fsck *f)
 {
+	struct kc_error kc_err = { 0 };
 	char errbuf[600];
 	struct stat st;
 	int ret;
@@ -253,9 +239,10 @@ static int check_config(struct fsck *f)
 	if (cli_service_open(&f->svc, f->vol.key_service, f->vol.key_id) != 0)
 		return FSCK_EXIT_OPERATIONAL;
 	check_config_mode(f);
-	if (kmsfs_volume_load(f->cipherdir, f->svc.kc, &f->svc.caller, &f->vol, errbuf,
-			      sizeof(errbuf)) != 0) {
-		ret = config_not_loaded(f, errbuf);
+	ret = kmsfs_volume_load(f->cipherdir, f->svc.kc, &f->svc.caller, &f->vol, errbuf,
+				sizeof(errbuf), &kc_err);
+	if (ret != 0) {
+		ret = config_not_loaded(f, ret, errbuf, &kc_err);
 		if (ret != 0)
 			return ret < 0 ? 0 : ret;   /* < 0: refused, so no keyring */
 	}

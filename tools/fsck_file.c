@@ -310,23 +310,6 @@ static void check_size(struct check *c)
 
 /* ---- the data key -------------------------------------------------------------------------- */
 
-static int is_refusal(enum kc_status status)
-{
-	switch (status) {
-	case KC_ACCESS_DENIED:
-	case KC_DISABLED:
-	case KC_NOT_FOUND:
-	case KC_INVALID_STATE:
-	case KC_MISSING_AUTH:
-	case KC_UNRECOGNIZED_CLIENT:
-	case KC_INVALID_SIGNATURE:
-	case KC_INCOMPLETE_SIGNATURE:
-		return 1;
-	default:
-		return 0;
-	}
-}
-
 /* The key ARN a user.kmsfs.dek value names (both versions start u8 version | u8 len | ARN). */
 static void value_arn(const uint8_t *value, size_t len, char *arn, size_t arn_len)
 {
@@ -421,7 +404,7 @@ static int open_key(struct check *c)
 	else if (err.status == KC_VALIDATION)
 		problem(c, "MalformedDataKey", -1, err.status, 0, "user.kmsfs.dek is malformed: %s",
 			err.message);
-	else if (is_refusal(err.status))
+	else if (kmsfs_errno_for_status(err.status) == -EACCES)
 		problem(c, "DataKeyNotChecked", -1, err.status, 0, "cannot check: the key service "
 			"refused the data key: %s (%s)", err.message, err.type);
 	else {

@@ -306,7 +306,7 @@ static int resume(struct snap *s, const struct snap_state *st)
 		if (create_volume(s, st->key, st->bucket_key))
 			return 1;
 	} else if (kmsfs_volume_load(s->dst, s->dst_kc, s->dst_caller, &s->dst_vol, errbuf,
-				     sizeof(errbuf)) != 0) {
+				     sizeof(errbuf), NULL) != 0) {
 		return cli_error("snapshot: %s", errbuf);
 	}
 	return check_resume_key(s, st);
